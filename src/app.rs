@@ -1,0 +1,107 @@
+//! Wiring: build the stages from the configuration, start the ingest thread
+//! and the HTTP server, and run the shutdown sequence (see `shutdown.rs`).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::ingest::{Health, Ingest};
+use crate::metrics::Metrics;
+
+/// Runs the daemon until SIGTERM/SIGINT; blocks the calling thread.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    // One worker is plenty: the runtime only serves HTTP and waits for
+    // signals; records are processed on the ingest thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("pipewarden-rt")
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(serve(config, crate::shutdown::signal()))
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
+    let health = Arc::new(Health::default());
+    let ingest = Ingest::new(&config, metrics.clone(), health.clone())?;
+    let (listener, listen) = http::bind(config.http.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.http.listen))?;
+
+    let include: Vec<&str> = config.topics.include.iter().map(|r| r.as_str()).collect();
+    let exclude: Vec<&str> = config.topics.exclude.iter().map(|r| r.as_str()).collect();
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        brokers = %config.kafka.bootstrap_servers,
+        group = %config.kafka.group_id,
+        include = ?include,
+        exclude = ?exclude,
+        exclude_internal = config.topics.exclude_internal,
+        listen = %listen,
+        kafka_properties = ?config.redacted_properties(),
+        features = "ingest,envelope,metrics",
+        "pipewarden starting"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, mut done_rx) = oneshot::channel::<()>();
+    let ingest_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("pipewarden-ingest".into())
+        .spawn(move || {
+            ingest.run(&ingest_stop);
+            let _ = done_tx.send(());
+        })
+        .context("failed to start the ingest thread")?;
+
+    let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
+    let router = http::router(AppState {
+        metrics,
+        health: health.clone(),
+    });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.await;
+            })
+            .await
+    });
+
+    tokio::select! {
+        _ = shutdown => {}
+        result = &mut done_rx => {
+            // The sender is dropped without a send only if the thread panicked.
+            let _ = http_stop_tx.send(());
+            bail!("ingest stopped unexpectedly ({})", if result.is_ok() { "returned" } else { "panicked" });
+        }
+    }
+
+    let grace = config.shutdown.grace_period;
+    health.set_stopping();
+    stop.store(true, Ordering::Release);
+    let finished = tokio::time::timeout(grace, &mut done_rx).await;
+    let _ = http_stop_tx.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
+    match finished {
+        Ok(Ok(())) => {
+            info!("shutdown complete");
+            Ok(())
+        }
+        Ok(Err(_)) => bail!("ingest thread panicked during shutdown"),
+        Err(_) => {
+            warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace period exceeded; exiting without final commit"
+            );
+            bail!("shutdown grace period of {} ms exceeded", grace.as_millis())
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! Envelope extraction: the contract fields of one record, read in one pass.
+//!
+//! In: a record's payload bytes and headers. Out: an [`Envelope`] that
+//! borrows from the record where it can (event type, trace ID, event ID,
+//! created_at, schema version, producer) and a set of bounded
+//! [`EnvelopeProblem`]s.
+//!
+//! Each field has an ordered list of sources (JSON pointers, headers, W3C
+//! `traceparent` headers); the first source that yields a value wins. All the
+//! pointers of all fields are merged into one key tree, and the payload is
+//! walked once with serde: keys outside the tree are skipped with
+//! `IgnoredAny` (which still checks that they are well-formed JSON), wanted
+//! strings are borrowed from the payload unless they contain escapes. The
+//! valid path allocates nothing.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::traceparent;
+use super::wire::{self, PayloadFormat};
+use crate::config::{EnvelopeConfig, Source};
+
+/// Most JSON pointers all envelope fields together may use; keeps the
+/// per-record capture array on the stack.
+pub const MAX_POINTERS: usize = 32;
+
+/// Read access to a record's headers, so extraction does not depend on rdkafka.
+pub trait Headers {
+    /// Value of the last header with this name (Kafka allows repeats; the
+    /// last one is the most recently added).
+    fn last(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl Headers for [(&str, &[u8])] {
+    fn last(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .rev()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+/// A bounded reason why a record does not meet the envelope contract. The
+/// `as_str` names are the `reason` label values of
+/// `pipewarden_envelope_problems_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EnvelopeProblem {
+    EmptyPayload,
+    PayloadTooLarge,
+    InvalidJson,
+    NotAnObject,
+    MissingEventType,
+    MissingTraceId,
+    MissingEventId,
+    MissingCreatedAt,
+    MissingSchemaVersion,
+    MissingProducer,
+    InvalidCreatedAt,
+    InvalidTraceparent,
+    InvalidFieldType,
+}
+
+impl EnvelopeProblem {
+    pub const ALL: [EnvelopeProblem; 13] = [
+        EnvelopeProblem::EmptyPayload,
+        EnvelopeProblem::PayloadTooLarge,
+        EnvelopeProblem::InvalidJson,
+        EnvelopeProblem::NotAnObject,
+        EnvelopeProblem::MissingEventType,
+        EnvelopeProblem::MissingTraceId,
+        EnvelopeProblem::MissingEventId,
+        EnvelopeProblem::MissingCreatedAt,
+        EnvelopeProblem::MissingSchemaVersion,
+        EnvelopeProblem::MissingProducer,
+        EnvelopeProblem::InvalidCreatedAt,
+        EnvelopeProblem::InvalidTraceparent,
+        EnvelopeProblem::InvalidFieldType,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvelopeProblem::EmptyPayload => "empty_payload",
+            EnvelopeProblem::PayloadTooLarge => "payload_too_large",
+            EnvelopeProblem::InvalidJson => "invalid_json",
+            EnvelopeProblem::NotAnObject => "not_an_object",
+            EnvelopeProblem::MissingEventType => "missing_event_type",
+            EnvelopeProblem::MissingTraceId => "missing_trace_id",
+            EnvelopeProblem::MissingEventId => "missing_event_id",
+            EnvelopeProblem::MissingCreatedAt => "missing_created_at",
+            EnvelopeProblem::MissingSchemaVersion => "missing_schema_version",
+            EnvelopeProblem::MissingProducer => "missing_producer",
+            EnvelopeProblem::InvalidCreatedAt => "invalid_created_at",
+            EnvelopeProblem::InvalidTraceparent => "invalid_traceparent",
+            EnvelopeProblem::InvalidFieldType => "invalid_field_type",
+        }
+    }
+}
+
+/// A small set of problems (one bit each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Problems(u16);
+
+impl Problems {
+    pub fn insert(&mut self, problem: EnvelopeProblem) {
+        self.0 |= 1 << problem as u8;
+    }
+    pub fn contains(self, problem: EnvelopeProblem) -> bool {
+        self.0 & (1 << problem as u8) != 0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = EnvelopeProblem> {
+        EnvelopeProblem::ALL
+            .into_iter()
+            .filter(move |p| self.contains(*p))
+    }
+}
+
+/// The contract fields of one record.
+#[derive(Debug, Default)]
+pub struct Envelope<'a> {
+    pub format: PayloadFormat,
+    /// Confluent schema ID from the wire-format prefix.
+    pub schema_id: Option<u32>,
+    pub event_type: Option<Cow<'a, str>>,
+    pub trace_id: Option<Cow<'a, str>>,
+    pub event_id: Option<Cow<'a, str>>,
+    /// `created_at` as microseconds since the Unix epoch.
+    pub created_at_us: Option<i64>,
+    pub schema_version: Option<Cow<'a, str>>,
+    pub producer: Option<Cow<'a, str>>,
+    pub problems: Problems,
+}
+
+/// Which contract field a source list fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    EventType,
+    TraceId,
+    EventId,
+    CreatedAt,
+    SchemaVersion,
+    Producer,
+}
+
+impl Field {
+    fn missing(self) -> EnvelopeProblem {
+        match self {
+            Field::EventType => EnvelopeProblem::MissingEventType,
+            Field::TraceId => EnvelopeProblem::MissingTraceId,
+            Field::EventId => EnvelopeProblem::MissingEventId,
+            Field::CreatedAt => EnvelopeProblem::MissingCreatedAt,
+            Field::SchemaVersion => EnvelopeProblem::MissingSchemaVersion,
+            Field::Producer => EnvelopeProblem::MissingProducer,
+        }
+    }
+}
+
+/// A source resolved against the key tree.
+#[derive(Debug, Clone)]
+enum Resolved {
+    Slot(usize),
+    Header(String),
+    TraceParent(String),
+}
+
+/// One node of the merged pointer tree.
+#[derive(Debug, Default)]
+struct Node {
+    children: Vec<(String, Node)>,
+    /// Capture slot when a pointer ends here.
+    slot: Option<usize>,
+}
+
+impl Node {
+    fn child(&self, key: &str) -> Option<&Node> {
+        self.children
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, node)| node)
+    }
+}
+
+/// What the walk found at one pointer.
+#[derive(Debug, Default)]
+enum Captured<'a> {
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    /// Present but not a string (number, bool, object, array).
+    WrongType,
+}
+
+#[derive(Debug)]
+pub struct TooManyPointers;
+
+impl std::error::Error for TooManyPointers {}
+
+impl fmt::Display for TooManyPointers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the envelope sources use more than {MAX_POINTERS} JSON pointers"
+        )
+    }
+}
+
+/// Built once from the configuration; `extract` runs per record.
+#[derive(Debug)]
+pub struct EnvelopeExtractor {
+    root: Node,
+    slots: usize,
+    fields: Vec<(Field, Vec<Resolved>)>,
+    max_payload_bytes: usize,
+}
+
+impl EnvelopeExtractor {
+    pub fn new(config: &EnvelopeConfig) -> Result<Self, TooManyPointers> {
+        let mut root = Node::default();
+        let mut slots = 0;
+        let mut fields = Vec::new();
+        let lists = [
+            (Field::EventType, &config.event_type),
+            (Field::TraceId, &config.trace_id),
+            (Field::EventId, &config.event_id),
+            (Field::CreatedAt, &config.created_at),
+            (Field::SchemaVersion, &config.schema_version),
+            (Field::Producer, &config.producer),
+        ];
+        for (field, sources) in lists {
+            let mut resolved = Vec::new();
+            for source in sources {
+                resolved.push(match source {
+                    Source::Pointer(keys) => {
+                        let mut node = &mut root;
+                        for key in keys {
+                            let index = match node.children.iter().position(|(name, _)| name == key)
+                            {
+                                Some(index) => index,
+                                None => {
+                                    node.children.push((key.clone(), Node::default()));
+                                    node.children.len() - 1
+                                }
+                            };
+                            node = &mut node.children[index].1;
+                        }
+                        let slot = *node.slot.get_or_insert_with(|| {
+                            slots += 1;
+                            slots - 1
+                        });
+                        Resolved::Slot(slot)
+                    }
+                    Source::Header(name) => Resolved::Header(name.clone()),
+                    Source::TraceParent(name) => Resolved::TraceParent(name.clone()),
+                });
+            }
+            fields.push((field, resolved));
+        }
+        if slots > MAX_POINTERS {
+            return Err(TooManyPointers);
+        }
+        Ok(Self {
+            root,
+            slots,
+            fields,
+            max_payload_bytes: config.max_payload_bytes,
+        })
+    }
+
+    /// Extracts the envelope of one record. `payload` is `None` for a
+    /// tombstone (null value), which has no envelope and no problems.
+    pub fn extract<'a, H: Headers + ?Sized>(
+        &self,
+        payload: Option<&'a [u8]>,
+        headers: &'a H,
+    ) -> Envelope<'a> {
+        let mut envelope = Envelope::default();
+        let Some(payload) = payload else {
+            envelope.format = PayloadFormat::Tombstone;
+            return envelope;
+        };
+        let mut captured: [Captured<'a>; MAX_POINTERS] = Default::default();
+        let captured = &mut captured[..self.slots];
+
+        let (format, schema_id, body) = wire::classify(payload);
+        envelope.format = format;
+        envelope.schema_id = schema_id;
+        // Whether payload fields can be judged at all: a schema-encoded
+        // binary body needs its schema (the validate stage), so only header
+        // sources apply and absent fields are not problems.
+        let mut judge_payload = true;
+        match format {
+            PayloadFormat::Empty => {
+                envelope.problems.insert(EnvelopeProblem::EmptyPayload);
+                judge_payload = false;
+            }
+            _ if payload.len() > self.max_payload_bytes => {
+                envelope.problems.insert(EnvelopeProblem::PayloadTooLarge);
+                judge_payload = false;
+            }
+            PayloadFormat::ConfluentBinary => judge_payload = false,
+            _ => match walk(body, &self.root, captured) {
+                Ok(()) => {}
+                Err(WalkError::NotAnObject) => {
+                    envelope.problems.insert(EnvelopeProblem::NotAnObject);
+                    judge_payload = false;
+                }
+                Err(WalkError::Invalid) => {
+                    envelope.problems.insert(EnvelopeProblem::InvalidJson);
+                    judge_payload = false;
+                }
+            },
+        }
+
+        for (field, sources) in &self.fields {
+            let value = self.resolve(sources, captured, headers, &mut envelope.problems);
+            match (field, value) {
+                (Field::CreatedAt, Some(text)) => match OffsetDateTime::parse(&text, &Rfc3339) {
+                    Ok(time) => {
+                        envelope.created_at_us = Some((time.unix_timestamp_nanos() / 1_000) as i64)
+                    }
+                    Err(_) => envelope.problems.insert(EnvelopeProblem::InvalidCreatedAt),
+                },
+                (Field::EventType, value @ Some(_)) => envelope.event_type = value,
+                (Field::TraceId, value @ Some(_)) => envelope.trace_id = value,
+                (Field::EventId, value @ Some(_)) => envelope.event_id = value,
+                (Field::SchemaVersion, value @ Some(_)) => envelope.schema_version = value,
+                (Field::Producer, value @ Some(_)) => envelope.producer = value,
+                (field, None) if judge_payload => envelope.problems.insert(field.missing()),
+                (_, None) => {}
+            }
+        }
+        envelope
+    }
+
+    /// First value among a field's sources; wrong types and bad traceparents
+    /// are recorded and the next source is tried.
+    fn resolve<'a, H: Headers + ?Sized>(
+        &self,
+        sources: &[Resolved],
+        captured: &mut [Captured<'a>],
+        headers: &'a H,
+        problems: &mut Problems,
+    ) -> Option<Cow<'a, str>> {
+        for source in sources {
+            match source {
+                Resolved::Slot(slot) => match std::mem::take(&mut captured[*slot]) {
+                    Captured::Str(text) if !text.is_empty() => return Some(text),
+                    Captured::Str(_) | Captured::Absent => {}
+                    Captured::WrongType => problems.insert(EnvelopeProblem::InvalidFieldType),
+                },
+                Resolved::Header(name) => match headers.last(name).map(std::str::from_utf8) {
+                    Some(Ok(text)) if !text.is_empty() => return Some(Cow::Borrowed(text)),
+                    Some(Ok(_)) | None => {}
+                    Some(Err(_)) => problems.insert(EnvelopeProblem::InvalidFieldType),
+                },
+                Resolved::TraceParent(name) => {
+                    match headers.last(name).map(traceparent::parse_trace_id) {
+                        Some(Ok(trace_id)) => return Some(Cow::Borrowed(trace_id)),
+                        Some(Err(_)) => problems.insert(EnvelopeProblem::InvalidTraceparent),
+                        None => {}
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+enum WalkError {
+    Invalid,
+    NotAnObject,
+}
+
+/// Walks a JSON document once, capturing the values at the tree's pointers.
+fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Result<(), WalkError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let is_object = (&mut deserializer)
+        .deserialize_any(NodeVisitor {
+            node: root,
+            captured,
+        })
+        .map_err(|_| WalkError::Invalid)?;
+    deserializer.end().map_err(|_| WalkError::Invalid)?;
+    if is_object {
+        Ok(())
+    } else {
+        Err(WalkError::NotAnObject)
+    }
+}
+
+/// Visits one JSON value at `node`; returns whether it was an object.
+struct NodeVisitor<'n, 'c, 'a> {
+    node: &'n Node,
+    captured: &'c mut [Captured<'a>],
+}
+
+impl<'n, 'c, 'a> NodeVisitor<'n, 'c, 'a> {
+    fn capture(self, value: Captured<'a>) -> bool {
+        if let Some(slot) = self.node.slot {
+            self.captured[slot] = value;
+        }
+        false
+    }
+}
+
+impl<'de, 'n, 'c> Visitor<'de> for NodeVisitor<'n, 'c, 'de> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<bool, E> {
+        Ok(self.capture(Captured::Str(Cow::Borrowed(value))))
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<bool, E> {
+        // Only strings with escape sequences get here: they must be copied.
+        Ok(self.capture(Captured::Str(Cow::Owned(value.to_owned()))))
+    }
+    fn visit_string<E: de::Error>(self, value: String) -> Result<bool, E> {
+        Ok(self.capture(Captured::Str(Cow::Owned(value))))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(self.capture(Captured::WrongType))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(self.capture(Captured::WrongType))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(self.capture(Captured::WrongType))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(self.capture(Captured::WrongType))
+    }
+    /// `null` counts as absent: producers often write optional fields as null.
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(self.capture(Captured::WrongType))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let NodeVisitor { node, captured } = self;
+        if let Some(slot) = node.slot {
+            captured[slot] = Captured::WrongType;
+        }
+        while let Some(child) = map.next_key_seed(KeySeed { node })? {
+            match child {
+                Some(child) => {
+                    map.next_value_seed(ValueSeed {
+                        node: child,
+                        captured: &mut *captured,
+                    })?;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Matches an object key against a node's children without allocating.
+struct KeySeed<'n> {
+    node: &'n Node,
+}
+
+impl<'de, 'n> DeserializeSeed<'de> for KeySeed<'n> {
+    type Value = Option<&'n Node>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 'n> Visitor<'de> for KeySeed<'n> {
+    type Value = Option<&'n Node>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.node.child(key))
+    }
+}
+
+struct ValueSeed<'n, 'c, 'a> {
+    node: &'n Node,
+    captured: &'c mut [Captured<'a>],
+}
+
+impl<'de, 'n, 'c> DeserializeSeed<'de> for ValueSeed<'n, 'c, 'de> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(NodeVisitor {
+            node: self.node,
+            captured: self.captured,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn extractor(toml: &str) -> EnvelopeExtractor {
+        let config = Config::from_toml(toml, &|_| None).unwrap();
+        EnvelopeExtractor::new(&config.envelope).unwrap()
+    }
+
+    fn default_extractor() -> EnvelopeExtractor {
+        extractor("")
+    }
+
+    const NO_HEADERS: &[(&str, &[u8])] = &[];
+    const FULL: &str = r#"{"event_type":"support.ticket.created","trace_id":"t-1","event_id":"e-1",
+        "created_at":"2026-11-29T06:00:00.250Z","schema_version":"1.0","producer":"intake-agent",
+        "data":{"subject":"printer on fire","nested":[1,2,{"event_type":"not me"}]}}"#;
+
+    #[test]
+    fn all_contract_fields_are_extracted_borrowed() {
+        let extractor = default_extractor();
+        let envelope = extractor.extract(Some(FULL.as_bytes()), NO_HEADERS);
+        assert_eq!(envelope.format, PayloadFormat::Json);
+        assert!(
+            envelope.problems.is_empty(),
+            "{:?}",
+            envelope.problems.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            envelope.event_type.as_deref(),
+            Some("support.ticket.created")
+        );
+        assert!(matches!(envelope.event_type, Some(Cow::Borrowed(_))));
+        assert_eq!(envelope.trace_id.as_deref(), Some("t-1"));
+        assert_eq!(envelope.event_id.as_deref(), Some("e-1"));
+        assert_eq!(envelope.schema_version.as_deref(), Some("1.0"));
+        assert_eq!(envelope.producer.as_deref(), Some("intake-agent"));
+        assert_eq!(envelope.created_at_us, Some(1_795_932_000_250_000));
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let extractor = default_extractor();
+        let payload = br#"{"event_type":"a\"b\u00e9","trace_id":"t","event_id":"e","created_at":"2026-01-01T00:00:00Z","schema_version":"1","producer":"p"}"#;
+        let envelope = extractor.extract(Some(payload), NO_HEADERS);
+        assert_eq!(envelope.event_type.as_deref(), Some("a\"bé"));
+        assert!(envelope.problems.is_empty());
+    }
+
+    #[test]
+    fn trace_id_falls_back_to_correlation_id_then_traceparent() {
+        let extractor = default_extractor();
+        let payload = br#"{"event_type":"x","correlation_id":"corr-7"}"#;
+        assert_eq!(
+            extractor
+                .extract(Some(payload), NO_HEADERS)
+                .trace_id
+                .as_deref(),
+            Some("corr-7")
+        );
+
+        let payload = br#"{"event_type":"x"}"#;
+        let headers: &[(&str, &[u8])] = &[(
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )];
+        let envelope = extractor.extract(Some(payload), headers);
+        assert_eq!(
+            envelope.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert!(!envelope.problems.contains(EnvelopeProblem::MissingTraceId));
+
+        let headers: &[(&str, &[u8])] = &[("traceparent", b"garbage")];
+        let envelope = extractor.extract(Some(payload), headers);
+        assert!(envelope.trace_id.is_none());
+        assert!(envelope
+            .problems
+            .contains(EnvelopeProblem::InvalidTraceparent));
+        assert!(envelope.problems.contains(EnvelopeProblem::MissingTraceId));
+    }
+
+    #[test]
+    fn header_and_nested_pointer_sources() {
+        let extractor = extractor(
+            "[envelope]\nevent_type = [\"header:ce_type\", \"/meta/type\"]\nproducer = [\"/meta/source/agent\"]\n",
+        );
+        let payload = br#"{"meta":{"type":"from-payload","source":{"agent":"classifier"}}}"#;
+        let headers: &[(&str, &[u8])] = &[("ce_type", b"old"), ("ce_type", b"from-header")];
+        let envelope = extractor.extract(Some(payload), headers);
+        assert_eq!(envelope.event_type.as_deref(), Some("from-header"));
+        assert_eq!(envelope.producer.as_deref(), Some("classifier"));
+        let envelope = extractor.extract(Some(payload), NO_HEADERS);
+        assert_eq!(envelope.event_type.as_deref(), Some("from-payload"));
+    }
+
+    #[test]
+    fn missing_fields_are_each_reported() {
+        let envelope = default_extractor().extract(Some(b"{}"), NO_HEADERS);
+        for problem in [
+            EnvelopeProblem::MissingEventType,
+            EnvelopeProblem::MissingTraceId,
+            EnvelopeProblem::MissingEventId,
+            EnvelopeProblem::MissingCreatedAt,
+            EnvelopeProblem::MissingSchemaVersion,
+            EnvelopeProblem::MissingProducer,
+        ] {
+            assert!(envelope.problems.contains(problem), "{problem:?}");
+        }
+        assert_eq!(envelope.problems.iter().count(), 6);
+    }
+
+    #[test]
+    fn wrong_types_and_bad_timestamps_are_reported() {
+        let payload = br#"{"event_type":42,"trace_id":{"a":1},"event_id":["e"],"created_at":12345,
+            "schema_version":null,"producer":true}"#;
+        let envelope = default_extractor().extract(Some(payload), NO_HEADERS);
+        assert!(envelope
+            .problems
+            .contains(EnvelopeProblem::InvalidFieldType));
+        assert!(envelope
+            .problems
+            .contains(EnvelopeProblem::MissingEventType));
+        assert!(envelope
+            .problems
+            .contains(EnvelopeProblem::MissingSchemaVersion));
+        assert!(envelope.event_type.is_none() && envelope.producer.is_none());
+
+        let payload = br#"{"created_at":"yesterday at noon"}"#;
+        let envelope = default_extractor().extract(Some(payload), NO_HEADERS);
+        assert!(envelope
+            .problems
+            .contains(EnvelopeProblem::InvalidCreatedAt));
+        assert!(envelope.created_at_us.is_none());
+    }
+
+    #[test]
+    fn malformed_payloads_get_one_clear_reason() {
+        let extractor = default_extractor();
+        let cases: &[(&[u8], EnvelopeProblem)] = &[
+            (b"", EnvelopeProblem::EmptyPayload),
+            (
+                br#"{"event_type":"x","trace_id":"#,
+                EnvelopeProblem::InvalidJson,
+            ),
+            (
+                br#"{"event_type":"x"} trailing"#,
+                EnvelopeProblem::InvalidJson,
+            ),
+            (b"\xff\xfe{}", EnvelopeProblem::InvalidJson),
+            (b"[1,2,3]", EnvelopeProblem::NotAnObject),
+            (b"\"just a string\"", EnvelopeProblem::NotAnObject),
+        ];
+        for (payload, expected) in cases {
+            let envelope = extractor.extract(Some(payload), NO_HEADERS);
+            assert_eq!(
+                envelope.problems.iter().collect::<Vec<_>>(),
+                vec![*expected],
+                "{payload:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_payloads_are_not_parsed() {
+        let extractor = extractor("[envelope]\nmax_payload_bytes = 16\n");
+        let envelope = extractor.extract(Some(FULL.as_bytes()), NO_HEADERS);
+        assert_eq!(
+            envelope.problems.iter().collect::<Vec<_>>(),
+            vec![EnvelopeProblem::PayloadTooLarge]
+        );
+        assert!(envelope.event_type.is_none());
+    }
+
+    #[test]
+    fn deep_nesting_is_walked_without_recursion() {
+        // Skipped subtrees are walked iteratively by serde_json, and wanted
+        // subtrees are only as deep as the configured pointers, so nesting
+        // cannot exhaust the stack.
+        let deep = format!(
+            "{{\"event_type\":\"x\",\"a\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let envelope = default_extractor().extract(Some(deep.as_bytes()), NO_HEADERS);
+        assert_eq!(envelope.event_type.as_deref(), Some("x"));
+        assert!(!envelope.problems.contains(EnvelopeProblem::InvalidJson));
+        let unbalanced = "[".repeat(100_000);
+        let envelope = default_extractor().extract(Some(unbalanced.as_bytes()), NO_HEADERS);
+        assert!(envelope.problems.contains(EnvelopeProblem::InvalidJson));
+    }
+
+    #[test]
+    fn tombstones_have_no_problems() {
+        let envelope = default_extractor().extract(None, NO_HEADERS);
+        assert_eq!(envelope.format, PayloadFormat::Tombstone);
+        assert!(envelope.problems.is_empty());
+    }
+
+    #[test]
+    fn confluent_wire_format_is_recognised() {
+        let extractor = default_extractor();
+        let mut json = vec![0, 0, 0, 1, 44];
+        json.extend_from_slice(FULL.as_bytes());
+        let envelope = extractor.extract(Some(&json), NO_HEADERS);
+        assert_eq!(envelope.format, PayloadFormat::ConfluentJson);
+        assert_eq!(envelope.schema_id, Some(300));
+        assert_eq!(
+            envelope.event_type.as_deref(),
+            Some("support.ticket.created")
+        );
+        assert!(envelope.problems.is_empty());
+
+        // An Avro body cannot be read without its schema: not broken JSON.
+        let avro = [0u8, 0, 0, 0, 7, 0x02, 0x06, b'a', b'b', b'c'];
+        let headers: &[(&str, &[u8])] = &[(
+            "traceparent",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )];
+        let envelope = extractor.extract(Some(&avro), headers);
+        assert_eq!(envelope.format, PayloadFormat::ConfluentBinary);
+        assert_eq!(envelope.schema_id, Some(7));
+        assert!(envelope.problems.is_empty());
+        assert_eq!(
+            envelope.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+    }
+
+    #[test]
+    fn too_many_pointers_are_refused() {
+        let list: Vec<String> = (0..40).map(|i| format!("\"/f{i}\"")).collect();
+        let config = Config::from_toml(
+            &format!("[envelope]\nevent_type = [{}]\n", list.join(",")),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(EnvelopeExtractor::new(&config.envelope).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! `/metrics` speaks both exposition formats: OpenMetrics text when the
+//! scraper asks for it in `Accept` (Prometheus does by default; exemplars
+//! need it), otherwise the classic Prometheus text format 0.0.4.
+//! `/healthz` answers 200 while the process serves requests; `/readyz`
+//! answers 200 once the consumer has its partition assignment and 503
+//! before that or while shutting down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::ingest::Health;
+use crate::metrics::Metrics;
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// Binds the listener (so start-up fails early on a taken port) and returns
+/// it with the address actually bound (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let mut body = String::with_capacity(64 * 1024);
+    let (result, content_type) = if wants_openmetrics {
+        (
+            state.metrics.encode_openmetrics(&mut body),
+            OPENMETRICS_CONTENT_TYPE,
+        )
+    } else {
+        (
+            state.metrics.encode_prometheus(&mut body),
+            PROMETHEUS_CONTENT_TYPE,
+        )
+    };
+    match result {
+        Ok(()) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics encoding failed\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.health.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for partition assignment\n",
+        )
+            .into_response()
+    }
+}

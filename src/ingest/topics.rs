@@ -1,0 +1,106 @@
+//! Which topics pipewarden watches.
+//!
+//! librdkafka's own regex subscription cannot express exclusions, so
+//! pipewarden lists the cluster's topics itself (every
+//! `topics.refresh_interval_ms`), keeps those that match an include pattern
+//! and no exclude pattern, and subscribes to that exact list. A topic created
+//! later is picked up at the next refresh, without a restart.
+
+use crate::config::TopicsConfig;
+
+#[derive(Debug, Clone)]
+pub struct TopicFilter {
+    config: TopicsConfig,
+}
+
+impl TopicFilter {
+    pub fn new(config: TopicsConfig) -> Self {
+        Self { config }
+    }
+
+    /// Whether `topic` is watched.
+    pub fn watches(&self, topic: &str) -> bool {
+        if self.config.exclude_internal && self.is_internal(topic) {
+            return false;
+        }
+        self.config
+            .include
+            .iter()
+            .any(|regex| regex.is_match(topic))
+            && !self
+                .config
+                .exclude
+                .iter()
+                .any(|regex| regex.is_match(topic))
+    }
+
+    /// Kafka's own topics (`__consumer_offsets`, `__transaction_state`, ...),
+    /// pipewarden's own topics and quarantine topics: watching these would
+    /// count pipewarden's output as pipeline traffic.
+    pub fn is_internal(&self, topic: &str) -> bool {
+        topic.starts_with("__")
+            || topic.starts_with(&self.config.internal_prefix)
+            || topic.ends_with(&self.config.quarantine_suffix)
+    }
+
+    /// The watched subset of `topics`, sorted so that equal sets compare equal.
+    pub fn select<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let mut selected: Vec<String> = topics
+            .into_iter()
+            .filter(|t| self.watches(t))
+            .map(str::to_string)
+            .collect();
+        selected.sort_unstable();
+        selected.dedup();
+        selected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn filter(toml: &str) -> TopicFilter {
+        TopicFilter::new(Config::from_toml(toml, &|_| None).unwrap().topics)
+    }
+
+    #[test]
+    fn internal_quarantine_and_own_topics_are_excluded_by_default() {
+        let f = filter("");
+        assert!(f.watches("support.ticket.created"));
+        assert!(!f.watches("__consumer_offsets"));
+        assert!(!f.watches("__transaction_state"));
+        assert!(!f.watches("support.ticket.created.quarantine"));
+        assert!(!f.watches("pipewarden.observations"));
+    }
+
+    #[test]
+    fn internal_topics_can_be_included_on_request() {
+        let f = filter("[topics]\nexclude_internal = false\n");
+        assert!(f.watches("__consumer_offsets"));
+    }
+
+    #[test]
+    fn include_and_exclude_patterns_match_whole_names() {
+        let f = filter("[topics]\ninclude = [\"support\\\\..*\", \"doc\\\\..*\"]\nexclude = [\".*\\\\.dlq\"]\n");
+        assert!(f.watches("support.ticket.created"));
+        assert!(f.watches("doc.extracted"));
+        assert!(!f.watches("support.dlq"));
+        assert!(!f.watches("billing.invoice"));
+        // Anchored: a pattern does not match a substring.
+        assert!(!f.watches("x.support.ticket"));
+        assert_eq!(
+            f.select(["doc.b", "support.a", "other", "doc.b", "support.dlq"]),
+            vec!["doc.b".to_string(), "support.a".to_string()]
+        );
+    }
+
+    #[test]
+    fn custom_suffix_and_prefix_are_honoured() {
+        let f = filter("[topics]\nquarantine_suffix = \"-poison\"\ninternal_prefix = \"_pw\"\n");
+        assert!(!f.watches("orders-poison"));
+        assert!(!f.watches("_pw-repartition"));
+        assert!(f.watches("orders.quarantine"));
+    }
+}

@@ -1,0 +1,32 @@
+//! pipewarden: an observability and governance sidecar for multi-agent
+//! pipelines on Apache Kafka.
+//!
+//! The data path, one record at a time:
+//!
+//! ```text
+//! ingest (rdkafka consumer thread) ──► decode (wire format, envelope) ──► observe (metrics)
+//!        └── offset stored only after the record's outcome is complete
+//! http (axum): /metrics /healthz /readyz
+//! ```
+//!
+//! Layout:
+//! - [`config`]: TOML → raw structs → validated [`config::Config`]; every problem at once.
+//! - [`ingest`]: the consumer loop, topic discovery, rebalance handling, offsets.
+//! - [`decode`]: wire-format detection, envelope extraction, `traceparent` parsing.
+//! - [`observe`]: the observe stage (`Record` in, metrics recorded, `Outcome` out).
+//! - [`metrics`]: every metric family and its labels (documented in docs/metrics.md).
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`app`]: wiring and the shutdown sequence; [`shutdown`]: signals.
+//! - [`telemetry`]: logging.
+//! - [`simulate`]: demo agent traffic (`pipewarden simulate`).
+
+pub mod app;
+pub mod config;
+pub mod decode;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod observe;
+pub mod shutdown;
+pub mod simulate;
+pub mod telemetry;

@@ -1,0 +1,376 @@
+//! The observe stage: one record in, metrics recorded, an [`Outcome`] out.
+//!
+//! In the data path this sits after ingest: the consumer loop hands every
+//! record to [`Observer::handle`], which extracts the envelope (decode) and
+//! records throughput, event types, producers, contract problems and event
+//! age. It is plain synchronous code with no broker in sight, so it is
+//! unit-tested directly.
+//!
+//! Metric handles are cached per topic (and per event type and producer
+//! within a topic), so the valid path does no label hashing in the metrics
+//! registry and no allocation. Every cache is bounded by
+//! `metrics.max_label_values`; past that, records are counted under the
+//! overflow label.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::config::Config;
+use crate::decode::envelope::TooManyPointers;
+use crate::decode::{EnvelopeExtractor, EnvelopeProblem, Headers, PayloadFormat};
+use crate::metrics::{
+    truncate_label, EventTypeLabels, Metrics, ProducerLabels, TopicLabels, OVERFLOW, UNKNOWN,
+};
+
+/// One consumed record, independent of the Kafka client.
+pub struct Record<'a, H: Headers + ?Sized> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka record timestamp (create or log-append time), milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// `None` for a tombstone.
+    pub payload: Option<&'a [u8]>,
+    pub headers: &'a H,
+}
+
+/// What happened to a record. The consumer stores its offset once the
+/// outcome is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Metrics recorded; the record met the envelope contract.
+    Observed,
+    /// Metrics recorded; the record broke the envelope contract (the
+    /// reasons are counted in `pipewarden_envelope_problems_total`).
+    ObservedWithProblems,
+}
+
+/// Cached metric handles of one topic.
+struct TopicHandles {
+    label: String,
+    records: Counter,
+    bytes: Counter,
+    age: Histogram,
+    formats: [Option<Counter>; PayloadFormat::ALL.len()],
+    problems: [Option<Counter>; EnvelopeProblem::ALL.len()],
+    event_types: HashMap<Box<str>, Counter>,
+    producers: HashMap<Box<str>, Counter>,
+}
+
+pub struct Observer {
+    extractor: EnvelopeExtractor,
+    metrics: Arc<Metrics>,
+    max_label_values: usize,
+    max_label_length: usize,
+    topics: HashMap<Box<str>, TopicHandles>,
+}
+
+impl Observer {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, TooManyPointers> {
+        Ok(Self {
+            extractor: EnvelopeExtractor::new(&config.envelope)?,
+            metrics,
+            max_label_values: config.metrics.max_label_values,
+            max_label_length: config.envelope.max_label_length,
+            topics: HashMap::new(),
+        })
+    }
+
+    /// Observes one record. `now_us` is the wall clock in microseconds since
+    /// the epoch, passed in so tests control time.
+    pub fn handle<H: Headers + ?Sized>(&mut self, record: &Record<'_, H>, now_us: i64) -> Outcome {
+        let envelope = self.extractor.extract(record.payload, record.headers);
+        let metrics = &self.metrics;
+        let handles = topic_handles(
+            &mut self.topics,
+            metrics,
+            self.max_label_values,
+            record.topic,
+        );
+
+        handles.records.inc();
+        handles
+            .bytes
+            .inc_by(record.payload.map_or(0, |p| p.len() as u64));
+        handles.formats[envelope.format as usize]
+            .get_or_insert_with(|| metrics.format_counter(&handles.label, envelope.format))
+            .inc();
+        for problem in envelope.problems.iter() {
+            handles.problems[problem as usize]
+                .get_or_insert_with(|| metrics.problem_counter(&handles.label, problem))
+                .inc();
+        }
+
+        if envelope.format != PayloadFormat::Tombstone {
+            let event_type = envelope
+                .event_type
+                .as_deref()
+                .map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
+            let limit = self.max_label_values;
+            cached_counter(&mut handles.event_types, event_type, limit, |key| {
+                let event_type = admitted(key, |v| metrics.event_type_label(v));
+                metrics.events.get_or_create_owned(&EventTypeLabels {
+                    topic: handles.label.clone(),
+                    event_type,
+                })
+            })
+            .inc();
+            let producer = envelope
+                .producer
+                .as_deref()
+                .map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
+            cached_counter(&mut handles.producers, producer, limit, |key| {
+                let producer = admitted(key, |v| metrics.producer_label(v));
+                metrics
+                    .producer_events
+                    .get_or_create_owned(&ProducerLabels {
+                        topic: handles.label.clone(),
+                        producer,
+                    })
+            })
+            .inc();
+        }
+
+        // Event time: created_at, else the Kafka timestamp. Ages below zero
+        // (producer clocks ahead of ours) are reported as zero.
+        let event_time_us = envelope
+            .created_at_us
+            .or(record.timestamp_ms.map(|ms| ms.saturating_mul(1_000)));
+        if let Some(event_time_us) = event_time_us {
+            handles
+                .age
+                .observe(now_us.saturating_sub(event_time_us).max(0) as f64 / 1e6);
+        }
+
+        if envelope.problems.is_empty() {
+            Outcome::Observed
+        } else {
+            Outcome::ObservedWithProblems
+        }
+    }
+}
+
+fn topic_handles<'m>(
+    topics: &'m mut HashMap<Box<str>, TopicHandles>,
+    metrics: &Metrics,
+    limit: usize,
+    topic: &str,
+) -> &'m mut TopicHandles {
+    // Two lookups on a miss keep the hit path free of allocation (the
+    // entry API would need an owned key up front).
+    let key = if topics.contains_key(topic) || topics.len() < limit {
+        topic
+    } else {
+        OVERFLOW
+    };
+    if !topics.contains_key(key) {
+        let label = admitted(key, |v| metrics.topic_label(v));
+        let labels = TopicLabels {
+            topic: label.clone(),
+        };
+        let handles = TopicHandles {
+            records: metrics.records.get_or_create_owned(&labels),
+            bytes: metrics.record_bytes.get_or_create_owned(&labels),
+            age: metrics.event_age.get_or_create_owned(&labels),
+            label,
+            formats: Default::default(),
+            problems: Default::default(),
+            event_types: HashMap::new(),
+            producers: HashMap::new(),
+        };
+        topics.insert(key.into(), handles);
+    }
+    topics.get_mut(key).expect("inserted above")
+}
+
+/// A counter from a bounded per-topic cache; once the cache is full, values
+/// not in it share one counter kept under the `OVERFLOW` key. `create` gets
+/// the key (the value itself, or `OVERFLOW`).
+fn cached_counter<'m>(
+    cache: &'m mut HashMap<Box<str>, Counter>,
+    value: &str,
+    limit: usize,
+    create: impl FnOnce(&str) -> Counter,
+) -> &'m Counter {
+    let key = if cache.contains_key(value) || cache.len() < limit {
+        value
+    } else {
+        OVERFLOW
+    };
+    if !cache.contains_key(key) {
+        let counter = create(key);
+        cache.insert(key.into(), counter);
+    }
+    cache.get(key).expect("inserted above")
+}
+
+/// The label value for a data-derived value: fixed markers pass as they
+/// are, anything else goes through the label's limiter.
+fn admitted(key: &str, admit: impl FnOnce(&str) -> String) -> String {
+    if key == OVERFLOW || key == UNKNOWN {
+        key.to_string()
+    } else {
+        admit(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::ProblemLabels;
+
+    const NO_HEADERS: &[(&str, &[u8])] = &[];
+
+    fn observer(toml: &str) -> (Observer, Arc<Metrics>) {
+        let config = Config::from_toml(toml, &|_| None).unwrap();
+        let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
+        (Observer::new(&config, metrics.clone()).unwrap(), metrics)
+    }
+
+    fn record<'a>(topic: &'a str, payload: &'a [u8]) -> Record<'a, [(&'a str, &'a [u8])]> {
+        Record {
+            topic,
+            partition: 0,
+            offset: 0,
+            timestamp_ms: Some(1_000),
+            payload: Some(payload),
+            headers: NO_HEADERS,
+        }
+    }
+
+    fn count(metrics: &Metrics, topic: &str) -> u64 {
+        metrics
+            .records
+            .get_or_create(&TopicLabels {
+                topic: topic.into(),
+            })
+            .get()
+    }
+
+    #[test]
+    fn valid_records_are_counted_by_topic_type_and_producer() {
+        let (mut observer, metrics) = observer("");
+        let payload = br#"{"event_type":"a.created","trace_id":"t","event_id":"e","created_at":"1970-01-01T00:00:01Z","schema_version":"1","producer":"agent-1"}"#;
+        for _ in 0..3 {
+            assert_eq!(
+                observer.handle(&record("orders", payload), 3_000_000),
+                Outcome::Observed
+            );
+        }
+        assert_eq!(count(&metrics, "orders"), 3);
+        let bytes = metrics
+            .record_bytes
+            .get_or_create(&TopicLabels {
+                topic: "orders".into(),
+            })
+            .get();
+        assert_eq!(bytes, 3 * payload.len() as u64);
+        let events = metrics
+            .events
+            .get_or_create(&EventTypeLabels {
+                topic: "orders".into(),
+                event_type: "a.created".into(),
+            })
+            .get();
+        assert_eq!(events, 3);
+        let by_producer = metrics
+            .producer_events
+            .get_or_create(&ProducerLabels {
+                topic: "orders".into(),
+                producer: "agent-1".into(),
+            })
+            .get();
+        assert_eq!(by_producer, 3);
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
+        // created_at is 1 s, now is 3 s: every age is 2 s.
+        assert!(
+            text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 6.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"1\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"2.5\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn problems_are_counted_by_reason_and_age_falls_back_to_the_kafka_timestamp() {
+        let (mut observer, metrics) = observer("");
+        let outcome = observer.handle(&record("orders", b"{\"event_type\":"), 2_000_000);
+        assert_eq!(outcome, Outcome::ObservedWithProblems);
+        let invalid = metrics
+            .envelope_problems
+            .get_or_create(&ProblemLabels {
+                topic: "orders".into(),
+                reason: "invalid_json",
+            })
+            .get();
+        assert_eq!(invalid, 1);
+        let unknown = metrics
+            .events
+            .get_or_create(&EventTypeLabels {
+                topic: "orders".into(),
+                event_type: UNKNOWN.into(),
+            })
+            .get();
+        assert_eq!(unknown, 1);
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
+        // Kafka timestamp 1 s, now 2 s.
+        assert!(
+            text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 1.0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn label_caps_hold_under_a_flood_of_distinct_values() {
+        let (mut observer, metrics) = observer("[metrics]\nmax_label_values = 5\n");
+        for i in 0..200 {
+            let payload = format!(r#"{{"event_type":"type-{i}","producer":"p-{i}"}}"#);
+            observer.handle(&record(&format!("topic-{i}"), payload.as_bytes()), 0);
+        }
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
+        let series = |name: &str| text.lines().filter(|l| l.starts_with(name)).count();
+        assert_eq!(
+            series("pipewarden_records_total{"),
+            6,
+            "5 topics and the overflow bucket"
+        );
+        assert!(series("pipewarden_events_total{") <= 6 * 6, "{text}");
+        assert!(
+            series("pipewarden_producer_events_total{") <= 6 * 6,
+            "{text}"
+        );
+        assert_eq!(count(&metrics, OVERFLOW), 195);
+        assert_eq!(count(&metrics, "topic-0"), 1);
+        let total: u64 = (0..5)
+            .map(|i| count(&metrics, &format!("topic-{i}")))
+            .sum::<u64>()
+            + count(&metrics, OVERFLOW);
+        assert_eq!(total, 200, "nothing is lost to the cap");
+    }
+
+    #[test]
+    fn long_event_types_are_truncated() {
+        let (mut observer, metrics) = observer("[envelope]\nmax_label_length = 4\n");
+        observer.handle(&record("t", br#"{"event_type":"abcdefgh"}"#), 0);
+        let events = metrics
+            .events
+            .get_or_create(&EventTypeLabels {
+                topic: "t".into(),
+                event_type: "abcd".into(),
+            })
+            .get();
+        assert_eq!(events, 1);
+    }
+}
