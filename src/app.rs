@@ -32,9 +32,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
     let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
     let health = Arc::new(Health::default());
     let ingest = Ingest::new(&config, metrics.clone(), health.clone())?;
-    let (listener, listen) = http::bind(config.http.listen)
-        .await
-        .with_context(|| format!("failed to listen on {}", config.http.listen))?;
+    let (listener, listen) =
+        http::bind(config.http.listen).await.with_context(|| format!("failed to listen on {}", config.http.listen))?;
 
     let include: Vec<&str> = config.topics.include.iter().map(|r| r.as_str()).collect();
     let exclude: Vec<&str> = config.topics.exclude.iter().map(|r| r.as_str()).collect();
@@ -63,10 +62,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         .context("failed to start the ingest thread")?;
 
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let router = http::router(AppState {
-        metrics,
-        health: health.clone(),
-    });
+    let router = http::router(AppState { metrics, health: health.clone() });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -97,10 +93,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         }
         Ok(Err(_)) => bail!("ingest thread panicked during shutdown"),
         Err(_) => {
-            warn!(
-                grace_ms = grace.as_millis() as u64,
-                "shutdown grace period exceeded; exiting without final commit"
-            );
+            warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period exceeded; exiting without final commit");
             bail!("shutdown grace period of {} ms exceeded", grace.as_millis())
         }
     }

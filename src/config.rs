@@ -37,14 +37,8 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("client.id", "kafka.client_id"),
     ("auto.offset.reset", "kafka.auto_offset_reset"),
     ("auto.commit.interval.ms", "kafka.commit_interval_ms"),
-    (
-        "enable.auto.commit",
-        "(managed: offsets are committed periodically after processing)",
-    ),
-    (
-        "enable.auto.offset.store",
-        "(managed: offsets are stored only after a record is processed)",
-    ),
+    ("enable.auto.commit", "(managed: offsets are committed periodically after processing)"),
+    ("enable.auto.offset.store", "(managed: offsets are stored only after a record is processed)"),
 ];
 
 /// One problem found in a configuration file.
@@ -82,11 +76,7 @@ pub enum ProblemKind {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() {
-            "(file)"
-        } else {
-            &self.path
-        };
+        let path = if self.path.is_empty() { "(file)" } else { &self.path };
         match &self.kind {
             ProblemKind::Syntax(msg) => write!(f, "{path}: {msg}"),
             ProblemKind::UnknownKey => write!(f, "{path}: unknown key"),
@@ -207,11 +197,7 @@ impl Default for RawEnvelope {
         let one = |s: &str| vec![s.to_string()];
         Self {
             event_type: one("/event_type"),
-            trace_id: vec![
-                "/trace_id".into(),
-                "/correlation_id".into(),
-                "traceparent:traceparent".into(),
-            ],
+            trace_id: vec!["/trace_id".into(), "/correlation_id".into(), "traceparent:traceparent".into()],
             event_id: one("/event_id"),
             created_at: one("/created_at"),
             schema_version: one("/schema_version"),
@@ -230,9 +216,7 @@ pub struct RawHttp {
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self {
-            listen: "0.0.0.0:9464".into(),
-        }
+        Self { listen: "0.0.0.0:9464".into() }
     }
 }
 
@@ -244,9 +228,7 @@ pub struct RawMetrics {
 
 impl Default for RawMetrics {
     fn default() -> Self {
-        Self {
-            max_label_values: 1_000,
-        }
+        Self { max_label_values: 1_000 }
     }
 }
 
@@ -258,9 +240,7 @@ pub struct RawShutdown {
 
 impl Default for RawShutdown {
     fn default() -> Self {
-        Self {
-            grace_period_ms: 10_000,
-        }
+        Self { grace_period_ms: 10_000 }
     }
 }
 
@@ -273,10 +253,7 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: "text".into(),
-        }
+        Self { level: "info".into(), format: "text".into() }
     }
 }
 
@@ -403,10 +380,7 @@ impl Config {
     }
 
     /// Parses and validates configuration text; `env` looks up environment variables.
-    pub fn from_toml(
-        text: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigErrors> {
+    pub fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
         let mut tree: toml::Table = text.parse().map_err(|err: toml::de::Error| {
             ConfigErrors(vec![ConfigProblem {
@@ -419,22 +393,15 @@ impl Config {
         }
 
         let mut unknown = Vec::new();
-        let raw: RawConfig = match serde_ignored::deserialize(toml::Value::Table(tree), |path| {
-            unknown.push(path.to_string())
-        }) {
-            Ok(raw) => raw,
-            Err(err) => {
-                problems.push(ConfigProblem {
-                    path: String::new(),
-                    kind: ProblemKind::Syntax(err.to_string()),
-                });
-                return Err(ConfigErrors(problems));
-            }
-        };
-        problems.extend(unknown.into_iter().map(|path| ConfigProblem {
-            path,
-            kind: ProblemKind::UnknownKey,
-        }));
+        let raw: RawConfig =
+            match serde_ignored::deserialize(toml::Value::Table(tree), |path| unknown.push(path.to_string())) {
+                Ok(raw) => raw,
+                Err(err) => {
+                    problems.push(ConfigProblem { path: String::new(), kind: ProblemKind::Syntax(err.to_string()) });
+                    return Err(ConfigErrors(problems));
+                }
+            };
+        problems.extend(unknown.into_iter().map(|path| ConfigProblem { path, kind: ProblemKind::UnknownKey }));
 
         match raw.validate(env) {
             Ok(config) if problems.is_empty() => Ok(config),
@@ -451,25 +418,16 @@ impl Config {
     pub fn consumer_properties(&self) -> Vec<(String, String)> {
         let kafka = &self.kafka;
         let mut props = vec![
-            (
-                "bootstrap.servers".to_string(),
-                kafka.bootstrap_servers.clone(),
-            ),
+            ("bootstrap.servers".to_string(), kafka.bootstrap_servers.clone()),
             ("group.id".to_string(), kafka.group_id.clone()),
             ("client.id".to_string(), kafka.client_id.clone()),
-            (
-                "auto.offset.reset".to_string(),
-                kafka.auto_offset_reset.as_str().to_string(),
-            ),
+            ("auto.offset.reset".to_string(), kafka.auto_offset_reset.as_str().to_string()),
             // At-least-once: the ingest loop stores an offset only after the
             // record is processed; librdkafka commits stored offsets on this
             // interval, on revocation and on close.
             ("enable.auto.commit".to_string(), "true".to_string()),
             ("enable.auto.offset.store".to_string(), "false".to_string()),
-            (
-                "auto.commit.interval.ms".to_string(),
-                kafka.commit_interval.as_millis().to_string(),
-            ),
+            ("auto.commit.interval.ms".to_string(), kafka.commit_interval.as_millis().to_string()),
         ];
         props.extend(kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         props
@@ -481,17 +439,8 @@ impl Config {
             .properties
             .iter()
             .map(|(key, value)| {
-                let secret = ["password", "secret", "key", "token", "jaas"]
-                    .iter()
-                    .any(|word| key.contains(word));
-                (
-                    key.clone(),
-                    if secret {
-                        "[redacted]".to_string()
-                    } else {
-                        value.clone()
-                    },
-                )
+                let secret = ["password", "secret", "key", "token", "jaas"].iter().any(|word| key.contains(word));
+                (key.clone(), if secret { "[redacted]".to_string() } else { value.clone() })
             })
             .collect()
     }
@@ -500,17 +449,11 @@ impl Config {
 impl RawConfig {
     pub fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut problems = Vec::new();
-        let mut problem = |path: &str, kind: ProblemKind| {
-            problems.push(ConfigProblem {
-                path: path.to_string(),
-                kind,
-            })
-        };
+        let mut problem = |path: &str, kind: ProblemKind| problems.push(ConfigProblem { path: path.to_string(), kind });
 
         // kafka
-        let bootstrap_servers = env(BOOTSTRAP_ENV)
-            .filter(|value| !value.trim().is_empty())
-            .unwrap_or(self.kafka.bootstrap_servers);
+        let bootstrap_servers =
+            env(BOOTSTRAP_ENV).filter(|value| !value.trim().is_empty()).unwrap_or(self.kafka.bootstrap_servers);
         if bootstrap_servers.trim().is_empty() {
             problem("kafka.bootstrap_servers", ProblemKind::Empty);
         }
@@ -526,9 +469,7 @@ impl RawConfig {
             other => {
                 problem(
                     "kafka.auto_offset_reset",
-                    ProblemKind::InvalidValue(format!(
-                        "{other:?} is not one of \"earliest\", \"latest\""
-                    )),
+                    ProblemKind::InvalidValue(format!("{other:?} is not one of \"earliest\", \"latest\"")),
                 );
                 OffsetReset::Earliest
             }
@@ -538,10 +479,7 @@ impl RawConfig {
         }
         for key in self.kafka.properties.keys() {
             if let Some((_, instead)) = MANAGED_PROPERTIES.iter().find(|(name, _)| name == key) {
-                problem(
-                    &format!("kafka.properties.\"{key}\""),
-                    ProblemKind::ManagedProperty(instead),
-                );
+                problem(&format!("kafka.properties.\"{key}\""), ProblemKind::ManagedProperty(instead));
             }
         }
 
@@ -553,25 +491,14 @@ impl RawConfig {
             patterns
                 .iter()
                 .enumerate()
-                .filter_map(
-                    |(index, pattern)| match Regex::new(&format!("^(?:{pattern})$")) {
-                        Ok(regex) => Some(regex),
-                        Err(err) => {
-                            let message = err
-                                .to_string()
-                                .lines()
-                                .last()
-                                .unwrap_or("")
-                                .trim()
-                                .to_string();
-                            problem(
-                                &format!("{key}[{index}]"),
-                                ProblemKind::InvalidRegex(message),
-                            );
-                            None
-                        }
-                    },
-                )
+                .filter_map(|(index, pattern)| match Regex::new(&format!("^(?:{pattern})$")) {
+                    Ok(regex) => Some(regex),
+                    Err(err) => {
+                        let message = err.to_string().lines().last().unwrap_or("").trim().to_string();
+                        problem(&format!("{key}[{index}]"), ProblemKind::InvalidRegex(message));
+                        None
+                    }
+                })
                 .collect()
         };
         let include = compile("topics.include", &self.topics.include);
@@ -593,10 +520,7 @@ impl RawConfig {
                 .filter_map(|(index, text)| match parse_source(text) {
                     Some(source) => Some(source),
                     None => {
-                        problem(
-                            &format!("envelope.{key}[{index}]"),
-                            ProblemKind::InvalidSource(text.clone()),
-                        );
+                        problem(&format!("envelope.{key}[{index}]"), ProblemKind::InvalidSource(text.clone()));
                         None
                     }
                 })
@@ -631,10 +555,7 @@ impl RawConfig {
             Err(_) => {
                 problem(
                     "http.listen",
-                    ProblemKind::InvalidValue(format!(
-                        "{:?} is not an address like 0.0.0.0:9464",
-                        self.http.listen
-                    )),
+                    ProblemKind::InvalidValue(format!("{:?} is not an address like 0.0.0.0:9464", self.http.listen)),
                 );
                 SocketAddr::from(([0, 0, 0, 0], 9464))
             }
@@ -648,21 +569,13 @@ impl RawConfig {
             problem("shutdown.grace_period_ms", ProblemKind::Zero);
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            problem(
-                "log.level",
-                ProblemKind::InvalidValue(format!("{:?}: {err}", self.log.level)),
-            );
+            problem("log.level", ProblemKind::InvalidValue(format!("{:?}: {err}", self.log.level)));
         }
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                problem(
-                    "log.format",
-                    ProblemKind::InvalidValue(format!(
-                        "{other:?} is not one of \"text\", \"json\""
-                    )),
-                );
+                problem("log.format", ProblemKind::InvalidValue(format!("{other:?} is not one of \"text\", \"json\"")));
                 LogFormat::Text
             }
         };
@@ -689,16 +602,9 @@ impl RawConfig {
             },
             envelope,
             http: HttpConfig { listen },
-            metrics: MetricsConfig {
-                max_label_values: self.metrics.max_label_values,
-            },
-            shutdown: ShutdownConfig {
-                grace_period: Duration::from_millis(self.shutdown.grace_period_ms),
-            },
-            log: LogConfig {
-                level: self.log.level,
-                format,
-            },
+            metrics: MetricsConfig { max_label_values: self.metrics.max_label_values },
+            shutdown: ShutdownConfig { grace_period: Duration::from_millis(self.shutdown.grace_period_ms) },
+            log: LogConfig { level: self.log.level, format },
         })
     }
 }
@@ -712,10 +618,7 @@ pub fn parse_source(text: &str) -> Option<Source> {
         return (!name.is_empty()).then(|| Source::TraceParent(name.to_string()));
     }
     let rest = text.strip_prefix('/')?;
-    let keys: Vec<String> = rest
-        .split('/')
-        .map(|key| key.replace("~1", "/").replace("~0", "~"))
-        .collect();
+    let keys: Vec<String> = rest.split('/').map(|key| key.replace("~1", "/").replace("~0", "~")).collect();
     if keys.iter().any(String::is_empty) {
         return None;
     }
@@ -741,11 +644,7 @@ fn interpolate_value(
         }
         toml::Value::Table(table) => {
             for (key, item) in table.iter_mut() {
-                let child = if key.contains('.') {
-                    format!("{path}.\"{key}\"")
-                } else {
-                    format!("{path}.{key}")
-                };
+                let child = if key.contains('.') { format!("{path}.\"{key}\"") } else { format!("{path}.{key}") };
                 interpolate_value(item, child, env, problems);
             }
         }
@@ -755,10 +654,7 @@ fn interpolate_value(
 
 /// Replaces `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`.
 /// Returns `Ok(None)` when the text has nothing to replace.
-pub fn interpolate(
-    text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<String>, ProblemKind> {
+pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ProblemKind> {
     if !text.contains('$') {
         return Ok(None);
     }
@@ -789,9 +685,7 @@ pub fn interpolate(
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
-            return Err(ProblemKind::BadInterpolation(format!(
-                "invalid variable name {name:?} in ${{...}}"
-            )));
+            return Err(ProblemKind::BadInterpolation(format!("invalid variable name {name:?} in ${{...}}")));
         }
         match env(name).or_else(|| default.map(str::to_string)) {
             Some(value) => out.push_str(&value),
@@ -812,9 +706,7 @@ mod tests {
     }
 
     fn problems(text: &str) -> Vec<ConfigProblem> {
-        Config::from_toml(text, &no_env)
-            .expect_err("config should be rejected")
-            .0
+        Config::from_toml(text, &no_env).expect_err("config should be rejected").0
     }
 
     fn has(problems: &[ConfigProblem], path: &str, pred: impl Fn(&ProblemKind) -> bool) -> bool {
@@ -831,10 +723,7 @@ mod tests {
         assert_eq!(config.topics.refresh_interval, Duration::from_secs(10));
         assert_eq!(config.http.listen, "0.0.0.0:9464".parse().unwrap());
         assert_eq!(config.envelope.trace_id.len(), 3);
-        assert_eq!(
-            config.envelope.trace_id[2],
-            Source::TraceParent("traceparent".into())
-        );
+        assert_eq!(config.envelope.trace_id[2], Source::TraceParent("traceparent".into()));
         assert_eq!(config.metrics.max_label_values, 1000);
         assert_eq!(config.log.format, LogFormat::Text);
     }
@@ -848,22 +737,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_all_reported_with_their_paths() {
-        let found = problems(
-            "[kafka]\nbootstrap_server = \"x\"\n[topics]\nincludes = []\n[nonsense]\na = 1\n",
-        );
-        assert!(
-            has(&found, "kafka.bootstrap_server", |k| *k
-                == ProblemKind::UnknownKey),
-            "{found:?}"
-        );
-        assert!(
-            has(&found, "topics.includes", |k| *k == ProblemKind::UnknownKey),
-            "{found:?}"
-        );
-        assert!(
-            has(&found, "nonsense", |k| *k == ProblemKind::UnknownKey),
-            "{found:?}"
-        );
+        let found = problems("[kafka]\nbootstrap_server = \"x\"\n[topics]\nincludes = []\n[nonsense]\na = 1\n");
+        assert!(has(&found, "kafka.bootstrap_server", |k| *k == ProblemKind::UnknownKey), "{found:?}");
+        assert!(has(&found, "topics.includes", |k| *k == ProblemKind::UnknownKey), "{found:?}");
+        assert!(has(&found, "nonsense", |k| *k == ProblemKind::UnknownKey), "{found:?}");
     }
 
     #[test]
@@ -914,35 +791,19 @@ mod tests {
             ("kafka.bootstrap_servers", |k| *k == ProblemKind::Empty),
             ("kafka.group_id", |k| *k == ProblemKind::Empty),
             ("kafka.client_id", |k| *k == ProblemKind::Empty),
-            ("kafka.auto_offset_reset", |k| {
-                matches!(k, ProblemKind::InvalidValue(_))
-            }),
+            ("kafka.auto_offset_reset", |k| matches!(k, ProblemKind::InvalidValue(_))),
             ("kafka.commit_interval_ms", |k| *k == ProblemKind::Zero),
-            ("kafka.properties.\"enable.auto.commit\"", |k| {
-                matches!(k, ProblemKind::ManagedProperty(_))
-            }),
-            ("kafka.properties.\"group.id\"", |k| {
-                *k == ProblemKind::ManagedProperty("kafka.group_id")
-            }),
-            ("topics.include[1]", |k| {
-                matches!(k, ProblemKind::InvalidRegex(_))
-            }),
-            ("topics.exclude[0]", |k| {
-                matches!(k, ProblemKind::InvalidRegex(_))
-            }),
+            ("kafka.properties.\"enable.auto.commit\"", |k| matches!(k, ProblemKind::ManagedProperty(_))),
+            ("kafka.properties.\"group.id\"", |k| *k == ProblemKind::ManagedProperty("kafka.group_id")),
+            ("topics.include[1]", |k| matches!(k, ProblemKind::InvalidRegex(_))),
+            ("topics.exclude[0]", |k| matches!(k, ProblemKind::InvalidRegex(_))),
             ("topics.refresh_interval_ms", |k| *k == ProblemKind::Zero),
             ("topics.quarantine_suffix", |k| *k == ProblemKind::Empty),
             ("topics.internal_prefix", |k| *k == ProblemKind::Empty),
             ("envelope.event_type", |k| *k == ProblemKind::Empty),
-            ("envelope.trace_id[0]", |k| {
-                matches!(k, ProblemKind::InvalidSource(_))
-            }),
-            ("envelope.trace_id[1]", |k| {
-                matches!(k, ProblemKind::InvalidSource(_))
-            }),
-            ("envelope.producer[0]", |k| {
-                matches!(k, ProblemKind::InvalidSource(_))
-            }),
+            ("envelope.trace_id[0]", |k| matches!(k, ProblemKind::InvalidSource(_))),
+            ("envelope.trace_id[1]", |k| matches!(k, ProblemKind::InvalidSource(_))),
+            ("envelope.producer[0]", |k| matches!(k, ProblemKind::InvalidSource(_))),
             ("envelope.max_payload_bytes", |k| *k == ProblemKind::Zero),
             ("envelope.max_label_length", |k| *k == ProblemKind::Zero),
             ("http.listen", |k| matches!(k, ProblemKind::InvalidValue(_))),
@@ -952,20 +813,11 @@ mod tests {
             ("log.format", |k| matches!(k, ProblemKind::InvalidValue(_))),
         ];
         for (path, pred) in expect {
-            assert!(
-                has(&found, path, pred),
-                "missing problem at {path}: {found:#?}"
-            );
+            assert!(has(&found, path, pred), "missing problem at {path}: {found:#?}");
         }
-        assert_eq!(
-            found.len(),
-            expect.len(),
-            "unexpected extra problems: {found:#?}"
-        );
+        assert_eq!(found.len(), expect.len(), "unexpected extra problems: {found:#?}");
         // Valid entries next to invalid ones are not reported.
-        assert!(!found
-            .iter()
-            .any(|p| p.path == "topics.include[0]" || p.path == "envelope.trace_id[2]"));
+        assert!(!found.iter().any(|p| p.path == "topics.include[0]" || p.path == "envelope.trace_id[2]"));
         assert!(!found.iter().any(|p| p.path.contains("fetch.min.bytes")));
     }
 
@@ -988,84 +840,40 @@ mod tests {
         assert_eq!(config.kafka.group_id, "pw-team-a");
         assert_eq!(config.kafka.client_id, "pipewarden-1");
         assert_eq!(config.kafka.properties["sasl.password"], "s3cret");
-        assert_eq!(
-            config.kafka.properties["sasl.username"],
-            "literal ${NOT_A_VAR} and $ sign"
-        );
+        assert_eq!(config.kafka.properties["sasl.username"], "literal ${NOT_A_VAR} and $ sign");
         let redacted = config.redacted_properties();
         assert!(redacted.contains(&("sasl.password".into(), "[redacted]".into())));
     }
 
     #[test]
     fn missing_and_malformed_variables_are_reported_with_paths() {
-        let found =
-            problems("[kafka]\ngroup_id = \"${NOPE}\"\n[topics]\ninclude = [\"${A\", \"${1X}\"]\n");
-        assert!(
-            has(&found, "kafka.group_id", |k| *k
-                == ProblemKind::MissingEnvVar("NOPE".into())),
-            "{found:?}"
-        );
-        assert!(
-            has(&found, "topics.include[0]", |k| matches!(
-                k,
-                ProblemKind::BadInterpolation(_)
-            )),
-            "{found:?}"
-        );
-        assert!(
-            has(&found, "topics.include[1]", |k| matches!(
-                k,
-                ProblemKind::BadInterpolation(_)
-            )),
-            "{found:?}"
-        );
+        let found = problems("[kafka]\ngroup_id = \"${NOPE}\"\n[topics]\ninclude = [\"${A\", \"${1X}\"]\n");
+        assert!(has(&found, "kafka.group_id", |k| *k == ProblemKind::MissingEnvVar("NOPE".into())), "{found:?}");
+        assert!(has(&found, "topics.include[0]", |k| matches!(k, ProblemKind::BadInterpolation(_))), "{found:?}");
+        assert!(has(&found, "topics.include[1]", |k| matches!(k, ProblemKind::BadInterpolation(_))), "{found:?}");
     }
 
     #[test]
     fn bootstrap_servers_can_be_overridden_from_the_environment() {
-        let env =
-            |name: &str| (name == BOOTSTRAP_ENV).then(|| "broker-a:9093,broker-b:9093".to_string());
-        let config =
-            Config::from_toml("[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n", &env).unwrap();
-        assert_eq!(
-            config.kafka.bootstrap_servers,
-            "broker-a:9093,broker-b:9093"
-        );
+        let env = |name: &str| (name == BOOTSTRAP_ENV).then(|| "broker-a:9093,broker-b:9093".to_string());
+        let config = Config::from_toml("[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\n", &env).unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "broker-a:9093,broker-b:9093");
     }
 
     #[test]
     fn pass_through_properties_reach_librdkafka_after_managed_ones() {
-        let config = Config::from_toml(
-            "[kafka.properties]\n\"fetch.min.bytes\" = \"1024\"\n",
-            &no_env,
-        )
-        .unwrap();
+        let config = Config::from_toml("[kafka.properties]\n\"fetch.min.bytes\" = \"1024\"\n", &no_env).unwrap();
         let props = config.consumer_properties();
-        assert_eq!(
-            props.last().unwrap(),
-            &("fetch.min.bytes".to_string(), "1024".to_string())
-        );
+        assert_eq!(props.last().unwrap(), &("fetch.min.bytes".to_string(), "1024".to_string()));
         assert!(props.contains(&("enable.auto.offset.store".into(), "false".into())));
     }
 
     #[test]
     fn sources_parse_pointers_headers_and_traceparent() {
-        assert_eq!(
-            parse_source("/a/b"),
-            Some(Source::Pointer(vec!["a".into(), "b".into()]))
-        );
-        assert_eq!(
-            parse_source("/a~1b/c~0d"),
-            Some(Source::Pointer(vec!["a/b".into(), "c~d".into()]))
-        );
-        assert_eq!(
-            parse_source("header:x-trace"),
-            Some(Source::Header("x-trace".into()))
-        );
-        assert_eq!(
-            parse_source("traceparent:tp"),
-            Some(Source::TraceParent("tp".into()))
-        );
+        assert_eq!(parse_source("/a/b"), Some(Source::Pointer(vec!["a".into(), "b".into()])));
+        assert_eq!(parse_source("/a~1b/c~0d"), Some(Source::Pointer(vec!["a/b".into(), "c~d".into()])));
+        assert_eq!(parse_source("header:x-trace"), Some(Source::Header("x-trace".into())));
+        assert_eq!(parse_source("traceparent:tp"), Some(Source::TraceParent("tp".into())));
         assert_eq!(parse_source("a/b"), None);
         assert_eq!(parse_source("/"), None);
         assert_eq!(parse_source("header:"), None);

@@ -52,23 +52,13 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .is_some_and(|accept| accept.contains("application/openmetrics-text"));
     let mut body = String::with_capacity(64 * 1024);
     let (result, content_type) = if wants_openmetrics {
-        (
-            state.metrics.encode_openmetrics(&mut body),
-            OPENMETRICS_CONTENT_TYPE,
-        )
+        (state.metrics.encode_openmetrics(&mut body), OPENMETRICS_CONTENT_TYPE)
     } else {
-        (
-            state.metrics.encode_prometheus(&mut body),
-            PROMETHEUS_CONTENT_TYPE,
-        )
+        (state.metrics.encode_prometheus(&mut body), PROMETHEUS_CONTENT_TYPE)
     };
     match result {
         Ok(()) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics encoding failed\n",
-        )
-            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed\n").into_response(),
     }
 }
 
@@ -76,10 +66,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.health.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: waiting for partition assignment\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for partition assignment\n").into_response()
     }
 }

@@ -12,11 +12,7 @@ use pipewarden::config::{Config, LogConfig, LogFormat};
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(
-    name = "pipewarden",
-    version,
-    about = "Observability and governance sidecar for agent pipelines on Kafka"
-)]
+#[command(name = "pipewarden", version, about = "Observability and governance sidecar for agent pipelines on Kafka")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,10 +71,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Simulate(args) => {
-            pipewarden::telemetry::init_logging(&LogConfig {
-                level: "info".into(),
-                format: LogFormat::Text,
-            });
+            pipewarden::telemetry::init_logging(&LogConfig { level: "info".into(), format: LogFormat::Text });
             match pipewarden::simulate::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

@@ -129,11 +129,7 @@ pub struct LabelLimiter {
 
 impl LabelLimiter {
     pub fn new(name: &'static str, max_values: usize) -> Self {
-        Self {
-            name,
-            max_values,
-            seen: Mutex::new(HashSet::new()),
-        }
+        Self { name, max_values, seen: Mutex::new(HashSet::new()) }
     }
 
     /// The label value to use for `value`: itself while there is room (or it
@@ -149,9 +145,7 @@ impl LabelLimiter {
             return value.to_string();
         }
         drop(seen);
-        overflow
-            .get_or_create(&LabelNameLabels { label: self.name })
-            .inc();
+        overflow.get_or_create(&LabelNameLabels { label: self.name }).inc();
         OVERFLOW.to_string()
     }
 }
@@ -171,14 +165,12 @@ pub fn truncate_label(value: &str, max_len: usize) -> &str {
 
 /// Bucket bounds (seconds) for ages and latencies of events in agent
 /// pipelines: from 5 ms (a fast service) to 1 h (a stalled flow).
-pub const AGE_BUCKETS: [f64; 16] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
-];
+pub const AGE_BUCKETS: [f64; 16] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
 /// Bucket bounds (seconds) for per-record processing: 1 µs to 10 ms.
-pub const PROCESSING_BUCKETS: [f64; 12] = [
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2,
-];
+pub const PROCESSING_BUCKETS: [f64; 12] =
+    [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2];
 
 pub struct Metrics {
     registry: Registry,
@@ -227,15 +219,9 @@ impl Metrics {
         registry.register(
             "build",
             "pipewarden build information; always 1",
-            Info::new(BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-            }),
+            Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION") }),
         );
-        registry.register(
-            "records",
-            "Records consumed from watched topics",
-            metrics.records.clone(),
-        );
+        registry.register("records", "Records consumed from watched topics", metrics.records.clone());
         registry.register(
             "record_bytes",
             "Bytes of record values consumed from watched topics",
@@ -246,16 +232,8 @@ impl Metrics {
             "Records by payload format (json, confluent_json, confluent_binary, tombstone, empty)",
             metrics.records_by_format.clone(),
         );
-        registry.register(
-            "events",
-            "Records by topic and event type",
-            metrics.events.clone(),
-        );
-        registry.register(
-            "producer_events",
-            "Records by topic and producing agent",
-            metrics.producer_events.clone(),
-        );
+        registry.register("events", "Records by topic and event type", metrics.events.clone());
+        registry.register("producer_events", "Records by topic and producing agent", metrics.producer_events.clone());
         registry.register(
             "envelope_problems",
             "Records that break the event contract, by bounded reason (a record may have several)",
@@ -310,26 +288,15 @@ impl Metrics {
             ConsumerErrorKind::subscribe,
             ConsumerErrorKind::client,
         ] {
-            let _ = metrics
-                .consumer_errors
-                .get_or_create(&ConsumerErrorLabels { kind });
+            let _ = metrics.consumer_errors.get_or_create(&ConsumerErrorLabels { kind });
         }
-        for kind in [
-            RebalanceKind::assign,
-            RebalanceKind::revoke,
-            RebalanceKind::error,
-        ] {
+        for kind in [RebalanceKind::assign, RebalanceKind::revoke, RebalanceKind::error] {
             let _ = metrics.rebalances.get_or_create(&RebalanceLabels { kind });
         }
         for result in [CommitResult::success, CommitResult::failure] {
-            let _ = metrics
-                .offset_commits
-                .get_or_create(&CommitLabels { result });
+            let _ = metrics.offset_commits.get_or_create(&CommitLabels { result });
         }
-        Self {
-            registry,
-            ..metrics
-        }
+        Self { registry, ..metrics }
     }
 
     /// Renders every family in the OpenMetrics text format.
@@ -343,21 +310,15 @@ impl Metrics {
     }
 
     pub fn record_consumer_error(&self, kind: ConsumerErrorKind) {
-        self.consumer_errors
-            .get_or_create(&ConsumerErrorLabels { kind })
-            .inc();
+        self.consumer_errors.get_or_create(&ConsumerErrorLabels { kind }).inc();
     }
 
     pub fn record_rebalance(&self, kind: RebalanceKind) {
-        self.rebalances
-            .get_or_create(&RebalanceLabels { kind })
-            .inc();
+        self.rebalances.get_or_create(&RebalanceLabels { kind }).inc();
     }
 
     pub fn record_commit(&self, result: CommitResult) {
-        self.offset_commits
-            .get_or_create(&CommitLabels { result })
-            .inc();
+        self.offset_commits.get_or_create(&CommitLabels { result }).inc();
     }
 
     /// Admits a topic name as a label value (or [`OVERFLOW`]).
@@ -366,8 +327,7 @@ impl Metrics {
     }
 
     pub fn event_type_label(&self, event_type: &str) -> String {
-        self.event_type_limiter
-            .admit(event_type, &self.label_overflow)
+        self.event_type_limiter.admit(event_type, &self.label_overflow)
     }
 
     pub fn producer_label(&self, producer: &str) -> String {
@@ -375,17 +335,12 @@ impl Metrics {
     }
 
     pub fn format_counter(&self, topic: &str, format: PayloadFormat) -> Counter {
-        self.records_by_format.get_or_create_owned(&FormatLabels {
-            topic: topic.to_string(),
-            format: format.as_str(),
-        })
+        self.records_by_format.get_or_create_owned(&FormatLabels { topic: topic.to_string(), format: format.as_str() })
     }
 
     pub fn problem_counter(&self, topic: &str, problem: EnvelopeProblem) -> Counter {
-        self.envelope_problems.get_or_create_owned(&ProblemLabels {
-            topic: topic.to_string(),
-            reason: problem.as_str(),
-        })
+        self.envelope_problems
+            .get_or_create_owned(&ProblemLabels { topic: topic.to_string(), reason: problem.as_str() })
     }
 }
 
@@ -403,12 +358,7 @@ mod tests {
         assert_eq!(metrics.event_type_label("d"), OVERFLOW);
         // Each label name has its own cap.
         assert_eq!(metrics.producer_label("c"), "c");
-        let overflowed = metrics
-            .label_overflow
-            .get_or_create(&LabelNameLabels {
-                label: "event_type",
-            })
-            .get();
+        let overflowed = metrics.label_overflow.get_or_create(&LabelNameLabels { label: "event_type" }).get();
         assert_eq!(overflowed, 2);
     }
 
@@ -422,29 +372,15 @@ mod tests {
     #[test]
     fn both_text_formats_render_the_same_families() {
         let metrics = Metrics::new(10);
-        metrics
-            .records
-            .get_or_create(&TopicLabels {
-                topic: "t\"x".into(),
-            })
-            .inc();
+        metrics.records.get_or_create(&TopicLabels { topic: "t\"x".into() }).inc();
         let mut open = String::new();
         metrics.encode_openmetrics(&mut open).unwrap();
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
-        assert!(
-            open.contains("pipewarden_records_total{topic=\"t\\\"x\"} 1"),
-            "{open}"
-        );
+        assert!(open.contains("pipewarden_records_total{topic=\"t\\\"x\"} 1"), "{open}");
         assert!(open.ends_with("# EOF\n"));
-        assert!(
-            text.contains("# TYPE pipewarden_records_total counter"),
-            "{text}"
-        );
-        assert!(
-            text.contains("pipewarden_records_total{topic=\"t\\\"x\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE pipewarden_records_total counter"), "{text}");
+        assert!(text.contains("pipewarden_records_total{topic=\"t\\\"x\"} 1"), "{text}");
         assert!(!text.contains("# EOF"));
         assert!(text.contains("pipewarden_build_info{version=\""), "{text}");
     }

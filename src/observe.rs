@@ -21,9 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::config::Config;
 use crate::decode::envelope::TooManyPointers;
 use crate::decode::{EnvelopeExtractor, EnvelopeProblem, Headers, PayloadFormat};
-use crate::metrics::{
-    truncate_label, EventTypeLabels, Metrics, ProducerLabels, TopicLabels, OVERFLOW, UNKNOWN,
-};
+use crate::metrics::{truncate_label, EventTypeLabels, Metrics, ProducerLabels, TopicLabels, OVERFLOW, UNKNOWN};
 
 /// One consumed record, independent of the Kafka client.
 pub struct Record<'a, H: Headers + ?Sized> {
@@ -84,17 +82,10 @@ impl Observer {
     pub fn handle<H: Headers + ?Sized>(&mut self, record: &Record<'_, H>, now_us: i64) -> Outcome {
         let envelope = self.extractor.extract(record.payload, record.headers);
         let metrics = &self.metrics;
-        let handles = topic_handles(
-            &mut self.topics,
-            metrics,
-            self.max_label_values,
-            record.topic,
-        );
+        let handles = topic_handles(&mut self.topics, metrics, self.max_label_values, record.topic);
 
         handles.records.inc();
-        handles
-            .bytes
-            .inc_by(record.payload.map_or(0, |p| p.len() as u64));
+        handles.bytes.inc_by(record.payload.map_or(0, |p| p.len() as u64));
         handles.formats[envelope.format as usize]
             .get_or_insert_with(|| metrics.format_counter(&handles.label, envelope.format))
             .inc();
@@ -105,44 +96,27 @@ impl Observer {
         }
 
         if envelope.format != PayloadFormat::Tombstone {
-            let event_type = envelope
-                .event_type
-                .as_deref()
-                .map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
+            let event_type =
+                envelope.event_type.as_deref().map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
             let limit = self.max_label_values;
             cached_counter(&mut handles.event_types, event_type, limit, |key| {
                 let event_type = admitted(key, |v| metrics.event_type_label(v));
-                metrics.events.get_or_create_owned(&EventTypeLabels {
-                    topic: handles.label.clone(),
-                    event_type,
-                })
+                metrics.events.get_or_create_owned(&EventTypeLabels { topic: handles.label.clone(), event_type })
             })
             .inc();
-            let producer = envelope
-                .producer
-                .as_deref()
-                .map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
+            let producer = envelope.producer.as_deref().map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
             cached_counter(&mut handles.producers, producer, limit, |key| {
                 let producer = admitted(key, |v| metrics.producer_label(v));
-                metrics
-                    .producer_events
-                    .get_or_create_owned(&ProducerLabels {
-                        topic: handles.label.clone(),
-                        producer,
-                    })
+                metrics.producer_events.get_or_create_owned(&ProducerLabels { topic: handles.label.clone(), producer })
             })
             .inc();
         }
 
         // Event time: created_at, else the Kafka timestamp. Ages below zero
         // (producer clocks ahead of ours) are reported as zero.
-        let event_time_us = envelope
-            .created_at_us
-            .or(record.timestamp_ms.map(|ms| ms.saturating_mul(1_000)));
+        let event_time_us = envelope.created_at_us.or(record.timestamp_ms.map(|ms| ms.saturating_mul(1_000)));
         if let Some(event_time_us) = event_time_us {
-            handles
-                .age
-                .observe(now_us.saturating_sub(event_time_us).max(0) as f64 / 1e6);
+            handles.age.observe(now_us.saturating_sub(event_time_us).max(0) as f64 / 1e6);
         }
 
         if envelope.problems.is_empty() {
@@ -161,16 +135,10 @@ fn topic_handles<'m>(
 ) -> &'m mut TopicHandles {
     // Two lookups on a miss keep the hit path free of allocation (the
     // entry API would need an owned key up front).
-    let key = if topics.contains_key(topic) || topics.len() < limit {
-        topic
-    } else {
-        OVERFLOW
-    };
+    let key = if topics.contains_key(topic) || topics.len() < limit { topic } else { OVERFLOW };
     if !topics.contains_key(key) {
         let label = admitted(key, |v| metrics.topic_label(v));
-        let labels = TopicLabels {
-            topic: label.clone(),
-        };
+        let labels = TopicLabels { topic: label.clone() };
         let handles = TopicHandles {
             records: metrics.records.get_or_create_owned(&labels),
             bytes: metrics.record_bytes.get_or_create_owned(&labels),
@@ -195,11 +163,7 @@ fn cached_counter<'m>(
     limit: usize,
     create: impl FnOnce(&str) -> Counter,
 ) -> &'m Counter {
-    let key = if cache.contains_key(value) || cache.len() < limit {
-        value
-    } else {
-        OVERFLOW
-    };
+    let key = if cache.contains_key(value) || cache.len() < limit { value } else { OVERFLOW };
     if !cache.contains_key(key) {
         let counter = create(key);
         cache.insert(key.into(), counter);
@@ -242,12 +206,7 @@ mod tests {
     }
 
     fn count(metrics: &Metrics, topic: &str) -> u64 {
-        metrics
-            .records
-            .get_or_create(&TopicLabels {
-                topic: topic.into(),
-            })
-            .get()
+        metrics.records.get_or_create(&TopicLabels { topic: topic.into() }).get()
     }
 
     #[test]
@@ -255,50 +214,27 @@ mod tests {
         let (mut observer, metrics) = observer("");
         let payload = br#"{"event_type":"a.created","trace_id":"t","event_id":"e","created_at":"1970-01-01T00:00:01Z","schema_version":"1","producer":"agent-1"}"#;
         for _ in 0..3 {
-            assert_eq!(
-                observer.handle(&record("orders", payload), 3_000_000),
-                Outcome::Observed
-            );
+            assert_eq!(observer.handle(&record("orders", payload), 3_000_000), Outcome::Observed);
         }
         assert_eq!(count(&metrics, "orders"), 3);
-        let bytes = metrics
-            .record_bytes
-            .get_or_create(&TopicLabels {
-                topic: "orders".into(),
-            })
-            .get();
+        let bytes = metrics.record_bytes.get_or_create(&TopicLabels { topic: "orders".into() }).get();
         assert_eq!(bytes, 3 * payload.len() as u64);
         let events = metrics
             .events
-            .get_or_create(&EventTypeLabels {
-                topic: "orders".into(),
-                event_type: "a.created".into(),
-            })
+            .get_or_create(&EventTypeLabels { topic: "orders".into(), event_type: "a.created".into() })
             .get();
         assert_eq!(events, 3);
         let by_producer = metrics
             .producer_events
-            .get_or_create(&ProducerLabels {
-                topic: "orders".into(),
-                producer: "agent-1".into(),
-            })
+            .get_or_create(&ProducerLabels { topic: "orders".into(), producer: "agent-1".into() })
             .get();
         assert_eq!(by_producer, 3);
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         // created_at is 1 s, now is 3 s: every age is 2 s.
-        assert!(
-            text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 6.0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"1\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"2.5\"} 3"),
-            "{text}"
-        );
+        assert!(text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 6.0"), "{text}");
+        assert!(text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"1\"} 0"), "{text}");
+        assert!(text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"2.5\"} 3"), "{text}");
     }
 
     #[test]
@@ -308,27 +244,16 @@ mod tests {
         assert_eq!(outcome, Outcome::ObservedWithProblems);
         let invalid = metrics
             .envelope_problems
-            .get_or_create(&ProblemLabels {
-                topic: "orders".into(),
-                reason: "invalid_json",
-            })
+            .get_or_create(&ProblemLabels { topic: "orders".into(), reason: "invalid_json" })
             .get();
         assert_eq!(invalid, 1);
-        let unknown = metrics
-            .events
-            .get_or_create(&EventTypeLabels {
-                topic: "orders".into(),
-                event_type: UNKNOWN.into(),
-            })
-            .get();
+        let unknown =
+            metrics.events.get_or_create(&EventTypeLabels { topic: "orders".into(), event_type: UNKNOWN.into() }).get();
         assert_eq!(unknown, 1);
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         // Kafka timestamp 1 s, now 2 s.
-        assert!(
-            text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 1.0"),
-            "{text}"
-        );
+        assert!(text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 1.0"), "{text}");
     }
 
     #[test]
@@ -341,22 +266,13 @@ mod tests {
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         let series = |name: &str| text.lines().filter(|l| l.starts_with(name)).count();
-        assert_eq!(
-            series("pipewarden_records_total{"),
-            6,
-            "5 topics and the overflow bucket"
-        );
+        assert_eq!(series("pipewarden_records_total{"), 6, "5 topics and the overflow bucket");
         assert!(series("pipewarden_events_total{") <= 6 * 6, "{text}");
-        assert!(
-            series("pipewarden_producer_events_total{") <= 6 * 6,
-            "{text}"
-        );
+        assert!(series("pipewarden_producer_events_total{") <= 6 * 6, "{text}");
         assert_eq!(count(&metrics, OVERFLOW), 195);
         assert_eq!(count(&metrics, "topic-0"), 1);
-        let total: u64 = (0..5)
-            .map(|i| count(&metrics, &format!("topic-{i}")))
-            .sum::<u64>()
-            + count(&metrics, OVERFLOW);
+        let total: u64 =
+            (0..5).map(|i| count(&metrics, &format!("topic-{i}"))).sum::<u64>() + count(&metrics, OVERFLOW);
         assert_eq!(total, 200, "nothing is lost to the cap");
     }
 
@@ -364,13 +280,8 @@ mod tests {
     fn long_event_types_are_truncated() {
         let (mut observer, metrics) = observer("[envelope]\nmax_label_length = 4\n");
         observer.handle(&record("t", br#"{"event_type":"abcdefgh"}"#), 0);
-        let events = metrics
-            .events
-            .get_or_create(&EventTypeLabels {
-                topic: "t".into(),
-                event_type: "abcd".into(),
-            })
-            .get();
+        let events =
+            metrics.events.get_or_create(&EventTypeLabels { topic: "t".into(), event_type: "abcd".into() }).get();
         assert_eq!(events, 1);
     }
 }

@@ -12,9 +12,7 @@ pub fn init_logging(config: &LogConfig) {
         .ok()
         .and_then(|directive| EnvFilter::try_new(directive).ok())
         .unwrap_or_else(|| EnvFilter::new(&config.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // try_init: a second call (tests, simulate after run) keeps the first subscriber.
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

@@ -37,10 +37,7 @@ pub trait Headers {
 
 impl Headers for [(&str, &[u8])] {
     fn last(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .rev()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| *value)
+        self.iter().rev().find(|(key, _)| *key == name).map(|(_, value)| *value)
     }
 }
 
@@ -116,9 +113,7 @@ impl Problems {
         self.0 == 0
     }
     pub fn iter(self) -> impl Iterator<Item = EnvelopeProblem> {
-        EnvelopeProblem::ALL
-            .into_iter()
-            .filter(move |p| self.contains(*p))
+        EnvelopeProblem::ALL.into_iter().filter(move |p| self.contains(*p))
     }
 }
 
@@ -180,10 +175,7 @@ struct Node {
 
 impl Node {
     fn child(&self, key: &str) -> Option<&Node> {
-        self.children
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, node)| node)
+        self.children.iter().find(|(name, _)| name == key).map(|(_, node)| node)
     }
 }
 
@@ -204,10 +196,7 @@ impl std::error::Error for TooManyPointers {}
 
 impl fmt::Display for TooManyPointers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "the envelope sources use more than {MAX_POINTERS} JSON pointers"
-        )
+        write!(f, "the envelope sources use more than {MAX_POINTERS} JSON pointers")
     }
 }
 
@@ -240,8 +229,7 @@ impl EnvelopeExtractor {
                     Source::Pointer(keys) => {
                         let mut node = &mut root;
                         for key in keys {
-                            let index = match node.children.iter().position(|(name, _)| name == key)
-                            {
+                            let index = match node.children.iter().position(|(name, _)| name == key) {
                                 Some(index) => index,
                                 None => {
                                     node.children.push((key.clone(), Node::default()));
@@ -265,21 +253,12 @@ impl EnvelopeExtractor {
         if slots > MAX_POINTERS {
             return Err(TooManyPointers);
         }
-        Ok(Self {
-            root,
-            slots,
-            fields,
-            max_payload_bytes: config.max_payload_bytes,
-        })
+        Ok(Self { root, slots, fields, max_payload_bytes: config.max_payload_bytes })
     }
 
     /// Extracts the envelope of one record. `payload` is `None` for a
     /// tombstone (null value), which has no envelope and no problems.
-    pub fn extract<'a, H: Headers + ?Sized>(
-        &self,
-        payload: Option<&'a [u8]>,
-        headers: &'a H,
-    ) -> Envelope<'a> {
+    pub fn extract<'a, H: Headers + ?Sized>(&self, payload: Option<&'a [u8]>, headers: &'a H) -> Envelope<'a> {
         let mut envelope = Envelope::default();
         let Some(payload) = payload else {
             envelope.format = PayloadFormat::Tombstone;
@@ -322,9 +301,7 @@ impl EnvelopeExtractor {
             let value = self.resolve(sources, captured, headers, &mut envelope.problems);
             match (field, value) {
                 (Field::CreatedAt, Some(text)) => match OffsetDateTime::parse(&text, &Rfc3339) {
-                    Ok(time) => {
-                        envelope.created_at_us = Some((time.unix_timestamp_nanos() / 1_000) as i64)
-                    }
+                    Ok(time) => envelope.created_at_us = Some((time.unix_timestamp_nanos() / 1_000) as i64),
                     Err(_) => envelope.problems.insert(EnvelopeProblem::InvalidCreatedAt),
                 },
                 (Field::EventType, value @ Some(_)) => envelope.event_type = value,
@@ -360,13 +337,11 @@ impl EnvelopeExtractor {
                     Some(Ok(_)) | None => {}
                     Some(Err(_)) => problems.insert(EnvelopeProblem::InvalidFieldType),
                 },
-                Resolved::TraceParent(name) => {
-                    match headers.last(name).map(traceparent::parse_trace_id) {
-                        Some(Ok(trace_id)) => return Some(Cow::Borrowed(trace_id)),
-                        Some(Err(_)) => problems.insert(EnvelopeProblem::InvalidTraceparent),
-                        None => {}
-                    }
-                }
+                Resolved::TraceParent(name) => match headers.last(name).map(traceparent::parse_trace_id) {
+                    Some(Ok(trace_id)) => return Some(Cow::Borrowed(trace_id)),
+                    Some(Err(_)) => problems.insert(EnvelopeProblem::InvalidTraceparent),
+                    None => {}
+                },
             }
         }
         None
@@ -379,20 +354,22 @@ enum WalkError {
 }
 
 /// Walks a JSON document once, capturing the values at the tree's pointers.
+/// On error nothing stays captured: a field read before the document turned
+/// out to be broken must not be reported as if the record were valid.
 fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Result<(), WalkError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let is_object = (&mut deserializer)
-        .deserialize_any(NodeVisitor {
-            node: root,
-            captured,
-        })
-        .map_err(|_| WalkError::Invalid)?;
-    deserializer.end().map_err(|_| WalkError::Invalid)?;
-    if is_object {
-        Ok(())
-    } else {
-        Err(WalkError::NotAnObject)
+    let result = match (&mut deserializer).deserialize_any(NodeVisitor { node: root, captured: &mut *captured }) {
+        Ok(is_object) => match deserializer.end() {
+            Ok(()) if is_object => Ok(()),
+            Ok(()) => Err(WalkError::NotAnObject),
+            Err(_) => Err(WalkError::Invalid),
+        },
+        Err(_) => Err(WalkError::Invalid),
+    };
+    if result.is_err() {
+        captured.iter_mut().for_each(|slot| *slot = Captured::Absent);
     }
+    result
 }
 
 /// Visits one JSON value at `node`; returns whether it was an object.
@@ -455,10 +432,7 @@ impl<'de, 'n, 'c> Visitor<'de> for NodeVisitor<'n, 'c, 'de> {
         while let Some(child) = map.next_key_seed(KeySeed { node })? {
             match child {
                 Some(child) => {
-                    map.next_value_seed(ValueSeed {
-                        node: child,
-                        captured: &mut *captured,
-                    })?;
+                    map.next_value_seed(ValueSeed { node: child, captured: &mut *captured })?;
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -499,10 +473,7 @@ struct ValueSeed<'n, 'c, 'a> {
 impl<'de, 'n, 'c> DeserializeSeed<'de> for ValueSeed<'n, 'c, 'de> {
     type Value = bool;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_any(NodeVisitor {
-            node: self.node,
-            captured: self.captured,
-        })
+        deserializer.deserialize_any(NodeVisitor { node: self.node, captured: self.captured })
     }
 }
 
@@ -530,15 +501,8 @@ mod tests {
         let extractor = default_extractor();
         let envelope = extractor.extract(Some(FULL.as_bytes()), NO_HEADERS);
         assert_eq!(envelope.format, PayloadFormat::Json);
-        assert!(
-            envelope.problems.is_empty(),
-            "{:?}",
-            envelope.problems.iter().collect::<Vec<_>>()
-        );
-        assert_eq!(
-            envelope.event_type.as_deref(),
-            Some("support.ticket.created")
-        );
+        assert!(envelope.problems.is_empty(), "{:?}", envelope.problems.iter().collect::<Vec<_>>());
+        assert_eq!(envelope.event_type.as_deref(), Some("support.ticket.created"));
         assert!(matches!(envelope.event_type, Some(Cow::Borrowed(_))));
         assert_eq!(envelope.trace_id.as_deref(), Some("t-1"));
         assert_eq!(envelope.event_id.as_deref(), Some("e-1"));
@@ -560,32 +524,18 @@ mod tests {
     fn trace_id_falls_back_to_correlation_id_then_traceparent() {
         let extractor = default_extractor();
         let payload = br#"{"event_type":"x","correlation_id":"corr-7"}"#;
-        assert_eq!(
-            extractor
-                .extract(Some(payload), NO_HEADERS)
-                .trace_id
-                .as_deref(),
-            Some("corr-7")
-        );
+        assert_eq!(extractor.extract(Some(payload), NO_HEADERS).trace_id.as_deref(), Some("corr-7"));
 
         let payload = br#"{"event_type":"x"}"#;
-        let headers: &[(&str, &[u8])] = &[(
-            "traceparent",
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )];
+        let headers: &[(&str, &[u8])] = &[("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")];
         let envelope = extractor.extract(Some(payload), headers);
-        assert_eq!(
-            envelope.trace_id.as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(envelope.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert!(!envelope.problems.contains(EnvelopeProblem::MissingTraceId));
 
         let headers: &[(&str, &[u8])] = &[("traceparent", b"garbage")];
         let envelope = extractor.extract(Some(payload), headers);
         assert!(envelope.trace_id.is_none());
-        assert!(envelope
-            .problems
-            .contains(EnvelopeProblem::InvalidTraceparent));
+        assert!(envelope.problems.contains(EnvelopeProblem::InvalidTraceparent));
         assert!(envelope.problems.contains(EnvelopeProblem::MissingTraceId));
     }
 
@@ -624,22 +574,14 @@ mod tests {
         let payload = br#"{"event_type":42,"trace_id":{"a":1},"event_id":["e"],"created_at":12345,
             "schema_version":null,"producer":true}"#;
         let envelope = default_extractor().extract(Some(payload), NO_HEADERS);
-        assert!(envelope
-            .problems
-            .contains(EnvelopeProblem::InvalidFieldType));
-        assert!(envelope
-            .problems
-            .contains(EnvelopeProblem::MissingEventType));
-        assert!(envelope
-            .problems
-            .contains(EnvelopeProblem::MissingSchemaVersion));
+        assert!(envelope.problems.contains(EnvelopeProblem::InvalidFieldType));
+        assert!(envelope.problems.contains(EnvelopeProblem::MissingEventType));
+        assert!(envelope.problems.contains(EnvelopeProblem::MissingSchemaVersion));
         assert!(envelope.event_type.is_none() && envelope.producer.is_none());
 
         let payload = br#"{"created_at":"yesterday at noon"}"#;
         let envelope = default_extractor().extract(Some(payload), NO_HEADERS);
-        assert!(envelope
-            .problems
-            .contains(EnvelopeProblem::InvalidCreatedAt));
+        assert!(envelope.problems.contains(EnvelopeProblem::InvalidCreatedAt));
         assert!(envelope.created_at_us.is_none());
     }
 
@@ -648,25 +590,16 @@ mod tests {
         let extractor = default_extractor();
         let cases: &[(&[u8], EnvelopeProblem)] = &[
             (b"", EnvelopeProblem::EmptyPayload),
-            (
-                br#"{"event_type":"x","trace_id":"#,
-                EnvelopeProblem::InvalidJson,
-            ),
-            (
-                br#"{"event_type":"x"} trailing"#,
-                EnvelopeProblem::InvalidJson,
-            ),
+            (br#"{"event_type":"x","trace_id":"#, EnvelopeProblem::InvalidJson),
+            (br#"{"event_type":"x"} trailing"#, EnvelopeProblem::InvalidJson),
             (b"\xff\xfe{}", EnvelopeProblem::InvalidJson),
             (b"[1,2,3]", EnvelopeProblem::NotAnObject),
             (b"\"just a string\"", EnvelopeProblem::NotAnObject),
         ];
         for (payload, expected) in cases {
             let envelope = extractor.extract(Some(payload), NO_HEADERS);
-            assert_eq!(
-                envelope.problems.iter().collect::<Vec<_>>(),
-                vec![*expected],
-                "{payload:?}"
-            );
+            assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![*expected], "{payload:?}");
+            assert!(envelope.event_type.is_none(), "a broken record has no event type: {payload:?}");
         }
     }
 
@@ -674,10 +607,7 @@ mod tests {
     fn oversized_payloads_are_not_parsed() {
         let extractor = extractor("[envelope]\nmax_payload_bytes = 16\n");
         let envelope = extractor.extract(Some(FULL.as_bytes()), NO_HEADERS);
-        assert_eq!(
-            envelope.problems.iter().collect::<Vec<_>>(),
-            vec![EnvelopeProblem::PayloadTooLarge]
-        );
+        assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![EnvelopeProblem::PayloadTooLarge]);
         assert!(envelope.event_type.is_none());
     }
 
@@ -686,11 +616,7 @@ mod tests {
         // Skipped subtrees are walked iteratively by serde_json, and wanted
         // subtrees are only as deep as the configured pointers, so nesting
         // cannot exhaust the stack.
-        let deep = format!(
-            "{{\"event_type\":\"x\",\"a\":{}{}}}",
-            "[".repeat(100_000),
-            "]".repeat(100_000)
-        );
+        let deep = format!("{{\"event_type\":\"x\",\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         let envelope = default_extractor().extract(Some(deep.as_bytes()), NO_HEADERS);
         assert_eq!(envelope.event_type.as_deref(), Some("x"));
         assert!(!envelope.problems.contains(EnvelopeProblem::InvalidJson));
@@ -714,36 +640,23 @@ mod tests {
         let envelope = extractor.extract(Some(&json), NO_HEADERS);
         assert_eq!(envelope.format, PayloadFormat::ConfluentJson);
         assert_eq!(envelope.schema_id, Some(300));
-        assert_eq!(
-            envelope.event_type.as_deref(),
-            Some("support.ticket.created")
-        );
+        assert_eq!(envelope.event_type.as_deref(), Some("support.ticket.created"));
         assert!(envelope.problems.is_empty());
 
         // An Avro body cannot be read without its schema: not broken JSON.
         let avro = [0u8, 0, 0, 0, 7, 0x02, 0x06, b'a', b'b', b'c'];
-        let headers: &[(&str, &[u8])] = &[(
-            "traceparent",
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )];
+        let headers: &[(&str, &[u8])] = &[("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")];
         let envelope = extractor.extract(Some(&avro), headers);
         assert_eq!(envelope.format, PayloadFormat::ConfluentBinary);
         assert_eq!(envelope.schema_id, Some(7));
         assert!(envelope.problems.is_empty());
-        assert_eq!(
-            envelope.trace_id.as_deref(),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(envelope.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 
     #[test]
     fn too_many_pointers_are_refused() {
         let list: Vec<String> = (0..40).map(|i| format!("\"/f{i}\"")).collect();
-        let config = Config::from_toml(
-            &format!("[envelope]\nevent_type = [{}]\n", list.join(",")),
-            &|_| None,
-        )
-        .unwrap();
+        let config = Config::from_toml(&format!("[envelope]\nevent_type = [{}]\n", list.join(",")), &|_| None).unwrap();
         assert!(EnvelopeExtractor::new(&config.envelope).is_err());
     }
 }

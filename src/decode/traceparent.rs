@@ -32,8 +32,7 @@ pub fn parse_trace_id(value: &[u8]) -> Result<&str, TraceparentError> {
     if value.len() < 55 {
         return Err(TraceparentError::Length);
     }
-    let (version, trace_id, parent_id, flags) =
-        (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
+    let (version, trace_id, parent_id, flags) = (&value[0..2], &value[3..35], &value[36..52], &value[53..55]);
     if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
         return Err(TraceparentError::Separator);
     }
@@ -66,70 +65,33 @@ mod tests {
 
     #[test]
     fn valid_version_00_yields_the_trace_id() {
-        assert_eq!(
-            parse_trace_id(VALID.as_bytes()),
-            Ok("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
-        assert_eq!(
-            parse_trace_id(format!("  {VALID}\t").as_bytes()),
-            Ok("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(parse_trace_id(VALID.as_bytes()), Ok("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(parse_trace_id(format!("  {VALID}\t").as_bytes()), Ok("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 
     #[test]
     fn future_versions_may_carry_more_fields() {
         let v = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
-        assert_eq!(
-            parse_trace_id(v.as_bytes()),
-            Ok("4bf92f3577b34da6a3ce929d0e0e4736")
-        );
+        assert_eq!(parse_trace_id(v.as_bytes()), Ok("4bf92f3577b34da6a3ce929d0e0e4736"));
         let glued = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x";
-        assert_eq!(
-            parse_trace_id(glued.as_bytes()),
-            Err(TraceparentError::Separator)
-        );
+        assert_eq!(parse_trace_id(glued.as_bytes()), Err(TraceparentError::Separator));
     }
 
     #[test]
     fn malformed_values_are_rejected_with_their_reason() {
         let cases: &[(&str, TraceparentError)] = &[
             ("", TraceparentError::Length),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-                TraceparentError::Length,
-            ),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", TraceparentError::Length),
             (&format!("{VALID}-extra"), TraceparentError::Length),
-            (
-                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-                TraceparentError::NotHex,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
-                TraceparentError::NotHex,
-            ),
-            (
-                "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                TraceparentError::Separator,
-            ),
-            (
-                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                TraceparentError::ForbiddenVersion,
-            ),
-            (
-                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                TraceparentError::ZeroId,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-                TraceparentError::ZeroId,
-            ),
+            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", TraceparentError::NotHex),
+            ("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", TraceparentError::NotHex),
+            ("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceparentError::Separator),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceparentError::ForbiddenVersion),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", TraceparentError::ZeroId),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", TraceparentError::ZeroId),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                parse_trace_id(input.as_bytes()),
-                Err(*expected),
-                "input {input:?}"
-            );
+            assert_eq!(parse_trace_id(input.as_bytes()), Err(*expected), "input {input:?}");
         }
         assert!(parse_trace_id(&[0xff; 60]).is_err());
     }

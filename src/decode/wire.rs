@@ -50,13 +50,8 @@ pub fn classify(payload: &[u8]) -> (PayloadFormat, Option<u32>, &[u8]) {
         [] => (PayloadFormat::Empty, None, payload),
         [0, a, b, c, d, body @ ..] => {
             let schema_id = u32::from_be_bytes([*a, *b, *c, *d]);
-            let looks_like_json =
-                body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
-            let format = if looks_like_json {
-                PayloadFormat::ConfluentJson
-            } else {
-                PayloadFormat::ConfluentBinary
-            };
+            let looks_like_json = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{');
+            let format = if looks_like_json { PayloadFormat::ConfluentJson } else { PayloadFormat::ConfluentBinary };
             (format, Some(schema_id), body)
         }
         _ => (PayloadFormat::Json, None, payload),
@@ -79,19 +74,9 @@ mod tests {
     #[test]
     fn wire_format_prefix_gives_the_schema_id() {
         let (format, id, body) = classify(&[0, 0, 1, 0, 2, b' ', b'{', b'}']);
-        assert_eq!(
-            (format, id, body),
-            (PayloadFormat::ConfluentJson, Some(65_538), &b" {}"[..])
-        );
+        assert_eq!((format, id, body), (PayloadFormat::ConfluentJson, Some(65_538), &b" {}"[..]));
         let (format, id, body) = classify(&[0, 0xff, 0xff, 0xff, 0xff, 2, 4]);
-        assert_eq!(
-            (format, id, body),
-            (
-                PayloadFormat::ConfluentBinary,
-                Some(u32::MAX),
-                &[2u8, 4][..]
-            )
-        );
+        assert_eq!((format, id, body), (PayloadFormat::ConfluentBinary, Some(u32::MAX), &[2u8, 4][..]));
         assert_eq!(classify(&[0, 0, 0, 0, 9]).0, PayloadFormat::ConfluentBinary);
     }
 }

@@ -75,10 +75,7 @@ pub struct IngestContext {
 impl ClientContext for IngestContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 error!(target: "librdkafka", facility, "{message}")
             }
             RDKafkaLogLevel::Warning => warn!(target: "librdkafka", facility, "{message}"),
@@ -90,8 +87,7 @@ impl ClientContext for IngestContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.metrics
-            .record_consumer_error(ConsumerErrorKind::client);
+        self.metrics.record_consumer_error(ConsumerErrorKind::client);
         warn!(error = %error, reason, "kafka client error");
     }
 }
@@ -121,9 +117,7 @@ impl ConsumerContext for IngestContext {
             self.health.assigned.store(true, Ordering::Release);
         }
         if let Ok(assignment) = consumer.assignment() {
-            self.metrics
-                .assigned_partitions
-                .set(assignment.count() as i64);
+            self.metrics.assigned_partitions.set(assignment.count() as i64);
         }
     }
 
@@ -134,8 +128,7 @@ impl ConsumerContext for IngestContext {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(err) => {
                 self.metrics.record_commit(CommitResult::failure);
-                self.metrics
-                    .record_consumer_error(ConsumerErrorKind::commit);
+                self.metrics.record_consumer_error(ConsumerErrorKind::commit);
                 warn!(error = %err, "offset commit failed");
             }
         }
@@ -160,11 +153,7 @@ struct KafkaHeaders<'a>(Option<&'a BorrowedHeaders>);
 impl Headers for KafkaHeaders<'_> {
     fn last(&self, name: &str) -> Option<&[u8]> {
         let headers = self.0?;
-        (0..headers.count())
-            .rev()
-            .map(|i| headers.get(i))
-            .find(|h| h.key == name)
-            .and_then(|h| h.value)
+        (0..headers.count()).rev().map(|i| headers.get(i)).find(|h| h.key == name).and_then(|h| h.value)
     }
 }
 
@@ -180,24 +169,15 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(
-        config: &Config,
-        metrics: Arc<Metrics>,
-        health: Arc<Health>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, health: Arc<Health>) -> anyhow::Result<Self> {
         let mut client_config = ClientConfig::new();
         for (key, value) in config.consumer_properties() {
             client_config.set(key, value);
         }
-        let context = IngestContext {
-            metrics: metrics.clone(),
-            health,
-        };
-        let consumer: BaseConsumer<IngestContext> = client_config
-            .create_with_context(context)
-            .context("failed to create the kafka consumer")?;
-        let observer = Observer::new(config, metrics.clone())
-            .context("failed to build the envelope extractor")?;
+        let context = IngestContext { metrics: metrics.clone(), health };
+        let consumer: BaseConsumer<IngestContext> =
+            client_config.create_with_context(context).context("failed to create the kafka consumer")?;
+        let observer = Observer::new(config, metrics.clone()).context("failed to build the envelope extractor")?;
         Ok(Self {
             consumer,
             filter: TopicFilter::new(config.topics.clone()),
@@ -216,12 +196,7 @@ impl Ingest {
         while !stop.load(Ordering::Acquire) {
             if Instant::now() >= next_refresh {
                 let ok = self.refresh_subscription();
-                next_refresh = Instant::now()
-                    + if ok {
-                        self.refresh_interval
-                    } else {
-                        METADATA_RETRY
-                    };
+                next_refresh = Instant::now() + if ok { self.refresh_interval } else { METADATA_RETRY };
             }
             match self.consumer.poll(POLL_TIMEOUT) {
                 None => {}
@@ -237,20 +212,16 @@ impl Ingest {
                         headers: &headers,
                     };
                     self.observer.handle(&record, now_us());
-                    self.metrics
-                        .processing
-                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.processing.observe(started.elapsed().as_secs_f64());
                     // The outcome is complete: only now may the offset be committed.
                     if let Err(err) = self.consumer.store_offset_from_message(&message) {
-                        self.metrics
-                            .record_consumer_error(ConsumerErrorKind::offset_store);
+                        self.metrics.record_consumer_error(ConsumerErrorKind::offset_store);
                         warn!(topic = message.topic(), partition = message.partition(), error = %err, "offset store failed");
                     }
                     records += 1;
                 }
                 Some(Err(err)) => {
-                    self.metrics
-                        .record_consumer_error(ConsumerErrorKind::consume);
+                    self.metrics.record_consumer_error(ConsumerErrorKind::consume);
                     warn!(error = %err, "consume error");
                 }
             }
@@ -269,15 +240,12 @@ impl Ingest {
         let metadata = match self.consumer.fetch_metadata(None, METADATA_TIMEOUT) {
             Ok(metadata) => metadata,
             Err(err) => {
-                self.metrics
-                    .record_consumer_error(ConsumerErrorKind::metadata);
+                self.metrics.record_consumer_error(ConsumerErrorKind::metadata);
                 warn!(error = %err, "listing topics failed");
                 return false;
             }
         };
-        let watched = self
-            .filter
-            .select(metadata.topics().iter().map(|t| t.name()));
+        let watched = self.filter.select(metadata.topics().iter().map(|t| t.name()));
         if watched == self.subscription {
             return true;
         }
@@ -291,25 +259,14 @@ impl Ingest {
         };
         match result {
             Ok(()) => {
-                let added = watched
-                    .iter()
-                    .filter(|t| !self.subscription.contains(t))
-                    .count();
-                let removed = self
-                    .subscription
-                    .iter()
-                    .filter(|t| !watched.contains(t))
-                    .count();
-                info!(
-                    topics = watched.len(),
-                    added, removed, "subscription updated"
-                );
+                let added = watched.iter().filter(|t| !self.subscription.contains(t)).count();
+                let removed = self.subscription.iter().filter(|t| !watched.contains(t)).count();
+                info!(topics = watched.len(), added, removed, "subscription updated");
                 self.subscription = watched;
                 true
             }
             Err(err) => {
-                self.metrics
-                    .record_consumer_error(ConsumerErrorKind::subscribe);
+                self.metrics.record_consumer_error(ConsumerErrorKind::subscribe);
                 error!(error = %err, "subscribe failed");
                 false
             }
@@ -318,7 +275,5 @@ impl Ingest {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }

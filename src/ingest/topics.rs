@@ -23,15 +23,8 @@ impl TopicFilter {
         if self.config.exclude_internal && self.is_internal(topic) {
             return false;
         }
-        self.config
-            .include
-            .iter()
-            .any(|regex| regex.is_match(topic))
-            && !self
-                .config
-                .exclude
-                .iter()
-                .any(|regex| regex.is_match(topic))
+        self.config.include.iter().any(|regex| regex.is_match(topic))
+            && !self.config.exclude.iter().any(|regex| regex.is_match(topic))
     }
 
     /// Kafka's own topics (`__consumer_offsets`, `__transaction_state`, ...),
@@ -45,11 +38,7 @@ impl TopicFilter {
 
     /// The watched subset of `topics`, sorted so that equal sets compare equal.
     pub fn select<'a>(&self, topics: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-        let mut selected: Vec<String> = topics
-            .into_iter()
-            .filter(|t| self.watches(t))
-            .map(str::to_string)
-            .collect();
+        let mut selected: Vec<String> = topics.into_iter().filter(|t| self.watches(t)).map(str::to_string).collect();
         selected.sort_unstable();
         selected.dedup();
         selected

@@ -1,0 +1,305 @@
+//! Shared helpers for the integration tests: a real Kafka broker (from
+//! `scripts/kafka.sh`, or `KAFKA_BOOTSTRAP`), random topic and group names,
+//! and a pipewarden daemon started as a child process and read through its
+//! HTTP endpoints, exactly as a user would.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    let n: u64 = rand::rng().random();
+    format!("{prefix}-{n:016x}")
+}
+
+pub fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+    let new: Vec<NewTopic> =
+        topics.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))
+        .expect("create topics");
+    for result in results {
+        result.unwrap_or_else(|(topic, err)| panic!("create topic {topic}: {err}"));
+    }
+    // Wait until the broker's metadata lists every partition with a leader.
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, parts) in topics {
+        loop {
+            let ok = consumer.fetch_metadata(Some(name), Duration::from_secs(5)).is_ok_and(|md| {
+                md.topics().first().is_some_and(|t| t.error().is_none() && t.partitions().len() == *parts as usize)
+            });
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "topic {name} never became available");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A contract-conforming event.
+pub fn valid_event(event_type: &str, producer: &str, n: usize) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    format!(
+        r#"{{"event_type":"{event_type}","trace_id":"trace-{n}","event_id":"evt-{n}","created_at":"{now}","schema_version":"1.0","producer":"{producer}","data":{{"n":{n}}}}}"#
+    )
+    .into_bytes()
+}
+
+pub struct TestProducer {
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+pub fn producer() -> TestProducer {
+    let producer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("linger.ms", "5").create().expect("producer");
+    TestProducer { producer }
+}
+
+impl TestProducer {
+    /// Sends to a given partition (or librdkafka's choice) with optional headers.
+    pub fn send(&self, topic: &str, partition: Option<i32>, payload: &[u8], headers: &[(&str, &str)]) {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header { key, value: Some(*value) });
+        }
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload).headers(owned);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        let mut record = record;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((err, back)) => {
+                    assert!(
+                        matches!(err.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                        "send failed: {err}"
+                    );
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Waits until every record sent so far is acknowledged by the broker.
+    pub fn flush(&self) {
+        self.producer.flush(Duration::from_secs(30)).expect("flush");
+        assert_eq!(self.producer.in_flight_count(), 0, "records still in flight after flush");
+    }
+}
+
+/// Committed offset of each partition of `topic` for `group` (-1 when none).
+pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    (0..partitions)
+        .map(|p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// High watermark of each partition.
+pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A pipewarden process under test.
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    pub group: String,
+    config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct DaemonOptions<'a> {
+    pub include: &'a str,
+    pub group: &'a str,
+    pub commit_interval_ms: u64,
+    pub extra: &'a str,
+}
+
+impl<'a> DaemonOptions<'a> {
+    pub fn new(include: &'a str, group: &'a str) -> Self {
+        Self { include, group, commit_interval_ms: 1_000, extra: "" }
+    }
+}
+
+impl Daemon {
+    pub fn start(options: DaemonOptions<'_>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+commit_interval_ms = {commit}
+[kafka.properties]
+"fetch.wait.max.ms" = "50"
+"topic.metadata.refresh.interval.ms" = "1000"
+[topics]
+include = ["{include}"]
+refresh_interval_ms = 500
+[http]
+listen = "127.0.0.1:{port}"
+[shutdown]
+grace_period_ms = 15000
+{extra}
+"#,
+            bootstrap = bootstrap(),
+            group = options.group,
+            commit = options.commit_interval_ms,
+            include = options.include.replace('\\', "\\\\"),
+            extra = options.extra,
+        );
+        let config_path = dir.path().join("pipewarden.toml");
+        std::fs::File::create(&config_path).unwrap().write_all(config.as_bytes()).unwrap();
+        let mut daemon = Daemon { child: None, port, group: options.group.to_string(), config_path, _dir: dir };
+        daemon.spawn();
+        daemon
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_pipewarden"))
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env_remove("KAFKA_BOOTSTRAP")
+            .env("PIPEWARDEN_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn pipewarden");
+        self.child = Some(child);
+    }
+
+    /// Starts the same configuration again after a stop.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let response = reqwest::blocking::Client::new().get(url).timeout(Duration::from_secs(5)).send().ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().ok()?))
+    }
+
+    pub fn scrape(&self) -> Option<String> {
+        self.get("/metrics").filter(|(status, _)| *status == 200).map(|(_, body)| body)
+    }
+
+    pub fn status(&self, path: &str) -> Option<u16> {
+        self.get(path).map(|(status, _)| status)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&mut self) {
+        self.wait_for("ready", Duration::from_secs(60), |d| d.status("/readyz") == Some(200));
+    }
+
+    /// Polls `condition` until it holds; panics after `timeout` or if the process exits.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, mut condition: impl FnMut(&Daemon) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if condition(self) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("pipewarden exited with {status} while waiting for {what}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last scrape:\n{}",
+                self.scrape().unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Value of one sample, e.g. `metric(r#"pipewarden_records_total{topic="t"}"#)`; 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.scrape().map_or(0.0, |text| sample(&text, series))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("pipewarden did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Value of the sample whose name and labels are exactly `series`; 0 when absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Whether any sample line of the scrape mentions `needle`.
+pub fn mentions(text: &str, needle: &str) -> bool {
+    text.lines().filter(|l| !l.starts_with('#')).any(|l| l.contains(needle))
+}
