@@ -384,4 +384,29 @@ mod tests {
         assert!(!text.contains("# EOF"));
         assert!(text.contains("pipewarden_build_info{version=\""), "{text}");
     }
+
+    #[test]
+    fn every_family_is_documented_in_docs_metrics_md() {
+        let docs = include_str!("../docs/metrics.md");
+        let metrics = Metrics::new(1);
+        // Families appear in a scrape once they have a series.
+        let topic = || TopicLabels { topic: "t".into() };
+        metrics.records.get_or_create(&topic()).inc();
+        metrics.record_bytes.get_or_create(&topic()).inc();
+        metrics.event_age.get_or_create(&topic()).observe(1.0);
+        metrics.format_counter("t", PayloadFormat::Json).inc();
+        metrics.problem_counter("t", EnvelopeProblem::InvalidJson).inc();
+        metrics.events.get_or_create(&EventTypeLabels { topic: "t".into(), event_type: "e".into() }).inc();
+        metrics.producer_events.get_or_create(&ProducerLabels { topic: "t".into(), producer: "p".into() }).inc();
+        metrics.topic_label("a");
+        metrics.topic_label("b");
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
+        let names: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+        assert!(names.len() >= 15, "{names:?}");
+        for name in names {
+            assert!(docs.contains(&format!("`{name}`")), "{name} is not documented in docs/metrics.md");
+        }
+    }
 }

@@ -1,0 +1,33 @@
+# pipewarden: the two commands are `make demo` and `make test`.
+.PHONY: demo test bench build deps kafka-start kafka-stop stop check-config
+
+# Local Kafka + pipewarden (config.toml) + simulated agent pipelines.
+demo:
+	bash scripts/demo.sh
+
+# Every test (unit and integration), against the local Kafka broker.
+test:
+	bash scripts/test.sh
+
+# Raw consumer vs pipewarden on a preloaded topic; results in target/bench/.
+bench:
+	bash scripts/bench.sh
+
+build: deps
+	cargo build --release --locked
+
+deps:
+	bash scripts/deps.sh
+
+check-config: build
+	target/release/pipewarden check-config --config config.toml
+
+kafka-start:
+	bash scripts/kafka.sh start
+
+kafka-stop:
+	bash scripts/kafka.sh stop
+
+# Stops what `make demo` started (pipewarden, simulator, Kafka).
+stop:
+	bash scripts/demo.sh stop
