@@ -35,6 +35,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
     let (listener, listen) =
         http::bind(config.http.listen).await.with_context(|| format!("failed to listen on {}", config.http.listen))?;
 
+    let (librdkafka, librdkafka_features) = crate::ingest::librdkafka_build();
     let include: Vec<&str> = config.topics.include.iter().map(|r| r.as_str()).collect();
     let exclude: Vec<&str> = config.topics.exclude.iter().map(|r| r.as_str()).collect();
     info!(
@@ -47,6 +48,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         listen = %listen,
         kafka_properties = ?config.redacted_properties(),
         features = "ingest,envelope,metrics",
+        librdkafka = %librdkafka,
+        librdkafka_features = %librdkafka_features,
         "pipewarden starting"
     );
 

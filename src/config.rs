@@ -787,7 +787,8 @@ mod tests {
             format = "xml"
         "#;
         let found = problems(text);
-        let expect: &[(&str, fn(&ProblemKind) -> bool)] = &[
+        type Check = fn(&ProblemKind) -> bool;
+        let expect: &[(&str, Check)] = &[
             ("kafka.bootstrap_servers", |k| *k == ProblemKind::Empty),
             ("kafka.group_id", |k| *k == ProblemKind::Empty),
             ("kafka.client_id", |k| *k == ProblemKind::Empty),

@@ -10,15 +10,15 @@
 //! ```
 //!
 //! Layout:
-//! - [`config`]: TOML → raw structs → validated [`config::Config`]; every problem at once.
-//! - [`ingest`]: the consumer loop, topic discovery, rebalance handling, offsets.
-//! - [`decode`]: wire-format detection, envelope extraction, `traceparent` parsing.
-//! - [`observe`]: the observe stage (`Record` in, metrics recorded, `Outcome` out).
-//! - [`metrics`]: every metric family and its labels (documented in docs/metrics.md).
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
-//! - [`app`]: wiring and the shutdown sequence; [`shutdown`]: signals.
-//! - [`telemetry`]: logging.
-//! - [`simulate`]: demo agent traffic (`pipewarden simulate`).
+//! - [`config`] — TOML → raw structs → validated [`config::Config`]; every problem at once.
+//! - [`ingest`] — the consumer loop, topic discovery, rebalance handling, offsets.
+//! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
+//! - [`observe`] — the observe stage (`Record` in, metrics recorded, `Outcome` out).
+//! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
+//! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
+//! - [`app`] — wiring and the shutdown sequence; [`shutdown`] — signals.
+//! - [`telemetry`] — logging.
+//! - [`simulate`] — demo agent traffic (`pipewarden simulate`).
 
 pub mod app;
 pub mod config;

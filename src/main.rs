@@ -1,7 +1,7 @@
 //! The `pipewarden` command line: parse arguments, load the configuration,
 //! call into the library, map the result to an exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -39,7 +39,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path, &env).map_err(|errors| {
         eprint!("{}: {errors}", path.display());
         ExitCode::from(EXIT_CONFIG)

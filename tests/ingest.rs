@@ -87,6 +87,17 @@ fn matching_topics_are_counted_exactly_and_others_ignored() {
     assert!(sample(&text, "pipewarden_consumer_rebalances_total{kind=\"assign\"}") >= 1.0);
     assert!(sample(&text, "pipewarden_record_processing_seconds_count") >= 400.0);
     assert_eq!(daemon.status("/healthz"), Some(200));
+
+    // Content negotiation: OpenMetrics for scrapers that ask (Prometheus
+    // does), the classic text format otherwise.
+    let (content_type, body) = daemon.scrape_as("application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+    assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"), "{content_type}");
+    assert!(body.ends_with("# EOF\n"));
+    assert!(body.contains(&format!("# TYPE pipewarden_records counter")), "{body}");
+    let (content_type, body) = daemon.scrape_as("text/plain");
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(!body.contains("# EOF"));
+    assert!(body.contains("# TYPE pipewarden_records_total counter"));
     assert!(daemon.terminate().success());
 }
 

@@ -274,6 +274,34 @@ impl Ingest {
     }
 }
 
+/// librdkafka's version and the features compiled into it (TLS, SASL
+/// mechanisms, compression codecs), for the start-up banner.
+pub fn librdkafka_build() -> (String, String) {
+    let version = rdkafka::util::get_rdkafka_version().1;
+    let features = ClientConfig::new()
+        .create_native_config()
+        .and_then(|config| config.get("builtin.features"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    (version, features)
+}
+
 fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_is_built_with_tls_sasl_and_compression() {
+        let (version, features) = librdkafka_build();
+        assert!(version.starts_with('2'), "librdkafka {version}");
+        let features: Vec<&str> = features.split(',').collect();
+        for needed in
+            ["ssl", "sasl_plain", "sasl_scram", "sasl_gssapi", "sasl_oauthbearer", "zstd", "lz4", "snappy", "gzip"]
+        {
+            assert!(features.contains(&needed), "librdkafka lacks {needed}: {features:?}");
+        }
+    }
 }

@@ -225,6 +225,19 @@ grace_period_ms = 15000
         Some((status, response.text().ok()?))
     }
 
+    /// `/metrics` with an `Accept` header: (content type, body).
+    pub fn scrape_as(&self, accept: &str) -> (String, String) {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let response = reqwest::blocking::Client::new()
+            .get(url)
+            .header("accept", accept)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .expect("scrape");
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        (content_type, response.text().unwrap())
+    }
+
     pub fn scrape(&self) -> Option<String> {
         self.get("/metrics").filter(|(status, _)| *status == 200).map(|(_, body)| body)
     }
