@@ -62,7 +62,7 @@ fn matching_topics_are_counted_exactly_and_others_ignored() {
     assert_eq!(sample(&text, &records(&b)), 100.0, "{text}");
     assert!(!mentions(&text, &other), "non-matching topic was consumed:\n{text}");
     assert!(!mentions(&text, &quarantine), "quarantine topic was consumed:\n{text}");
-    assert_eq!(sample(&text, &format!("pipewarden_watched_topics")), 2.0);
+    assert_eq!(sample(&text, "pipewarden_watched_topics"), 2.0);
 
     let events = |topic: &str, event_type: &str| {
         sample(&text, &format!("pipewarden_events_total{{topic=\"{topic}\",event_type=\"{event_type}\"}}"))
@@ -93,7 +93,7 @@ fn matching_topics_are_counted_exactly_and_others_ignored() {
     let (content_type, body) = daemon.scrape_as("application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
     assert!(content_type.starts_with("application/openmetrics-text; version=1.0.0"), "{content_type}");
     assert!(body.ends_with("# EOF\n"));
-    assert!(body.contains(&format!("# TYPE pipewarden_records counter")), "{body}");
+    assert!(body.contains("# TYPE pipewarden_records counter"), "{body}");
     let (content_type, body) = daemon.scrape_as("text/plain");
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     assert!(!body.contains("# EOF"));
