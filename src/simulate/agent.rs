@@ -106,21 +106,12 @@ fn react(
     input: &serde_json::Value,
 ) -> (EventType, serde_json::Value) {
     match agent {
-        Agent::Classifier => (
-            EventType::TicketClassified,
-            payload::ticket_classified(rng, input),
-        ),
-        Agent::Knowledge => (
-            EventType::AnswerDrafted,
-            payload::answer_drafted(rng, input),
-        ),
+        Agent::Classifier => (EventType::TicketClassified, payload::ticket_classified(rng, input)),
+        Agent::Knowledge => (EventType::AnswerDrafted, payload::answer_drafted(rng, input)),
         Agent::Qa => payload::qa_verdict(rng, input, ratios.reject),
         Agent::Delivery => (EventType::AnswerSent, payload::answer_sent(rng, input)),
         Agent::DocValidator => payload::doc_validation(rng, input, ratios.doc_fail),
-        Agent::EntityResolver => (
-            EventType::DocEntitiesResolved,
-            payload::entities_resolved(rng, input),
-        ),
+        Agent::EntityResolver => (EventType::DocEntitiesResolved, payload::entities_resolved(rng, input)),
         Agent::Intake => (EventType::TicketCreated, payload::ticket_created(rng)),
         Agent::DocExtractor => (EventType::DocExtracted, payload::doc_extracted(rng)),
     }
@@ -129,14 +120,7 @@ fn react(
 /// Sends the original record to the flow's dead-letter topic.
 async fn dead_letter(shared: &Shared, agent: Agent, msg: &OwnedMessage, reason: DlqReason) {
     let dlq = topic_name(&shared.prefix, agent.flow().dlq_topic());
-    let headers = dlq_headers(
-        msg.headers(),
-        reason.as_str(),
-        msg.topic(),
-        msg.partition(),
-        msg.offset(),
-        agent,
-    );
+    let headers = dlq_headers(msg.headers(), reason.as_str(), msg.topic(), msg.partition(), msg.offset(), agent);
     let payload = msg.payload().unwrap_or_default();
     match send(&shared.producer, &dlq, msg.key(), payload, headers).await {
         Ok(()) => {
@@ -195,15 +179,7 @@ async fn process(
     }
     let (event_type, data) = react(agent, &mut rng, &shared.ratios, &incoming.data);
     let llm = profile.llm.as_ref().map(|l| sample_usage(&mut rng, l));
-    let event = Event::new(
-        &mut rng,
-        event_type,
-        agent,
-        &incoming.trace_id,
-        Some(&incoming.event_id),
-        llm,
-        data,
-    );
+    let event = Event::new(&mut rng, event_type, agent, &incoming.trace_id, Some(&incoming.event_id), llm, data);
     emit(&shared, &mut rng, event_type, event).await;
     true
 }
@@ -296,14 +272,10 @@ pub async fn run_consumer(
         finish(f, done, &mut blocked);
     }
     let consumer2 = consumer.clone();
-    let committed =
-        tokio::task::spawn_blocking(move || consumer2.commit_consumer_state(CommitMode::Sync))
-            .await;
+    let committed = tokio::task::spawn_blocking(move || consumer2.commit_consumer_state(CommitMode::Sync)).await;
     match committed {
         Ok(Ok(()))
-        | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(
-            rdkafka::types::RDKafkaErrorCode::NoOffset,
-        ))) => {}
+        | Ok(Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))) => {}
         Ok(Err(e)) => tracing::debug!(agent = agent.name(), error = %e, "final commit failed"),
         Err(e) => tracing::debug!(agent = agent.name(), error = %e, "final commit task failed"),
     }
@@ -319,37 +291,20 @@ mod tests {
     #[test]
     fn every_agent_emits_a_contract_event_of_realistic_size() {
         let mut rng = SmallRng::seed_from_u64(9);
-        let ratios = Ratios {
-            poison: 0.0,
-            failure: 0.0,
-            reject: 0.5,
-            doc_fail: 0.5,
-        };
+        let ratios = Ratios { poison: 0.0, failure: 0.0, reject: 0.5, doc_fail: 0.5 };
         for _ in 0..200 {
             let ticket = payload::ticket_created(&mut rng);
             let doc = payload::doc_extracted(&mut rng);
             let mut input = ticket.clone();
             let mut doc_input = doc.clone();
             for agent in Agent::ALL {
-                let source_input = if agent.flow() == super::super::topology::Flow::Doc {
-                    &doc_input
-                } else {
-                    &input
-                };
+                let source_input = if agent.flow() == super::super::topology::Flow::Doc { &doc_input } else { &input };
                 let (t, data) = react(agent, &mut rng, &ratios, source_input);
                 assert!(agent.outputs().contains(&t), "{agent:?} emitted {t:?}");
                 let profile = default_profile(agent);
                 let llm = profile.llm.as_ref().map(|l| sample_usage(&mut rng, l));
                 let trace = new_trace_id(&mut rng);
-                let ev = Event::new(
-                    &mut rng,
-                    t,
-                    agent,
-                    &trace,
-                    Some(&"ab".repeat(16)),
-                    llm,
-                    data.clone(),
-                );
+                let ev = Event::new(&mut rng, t, agent, &trace, Some(&"ab".repeat(16)), llm, data.clone());
                 let len = ev.to_json().len();
                 assert!(
                     (300..=800).contains(&len),
@@ -359,9 +314,7 @@ mod tests {
                 );
                 if t == EventType::DocValidated {
                     doc_input = data;
-                } else if agent.flow() == super::super::topology::Flow::Support
-                    && t != EventType::AnswerRejected
-                {
+                } else if agent.flow() == super::super::topology::Flow::Support && t != EventType::AnswerRejected {
                     input = data;
                 }
             }

@@ -97,19 +97,10 @@ impl Plan {
             ("--reject-ratio", args.reject_ratio),
             ("--doc-fail-ratio", args.doc_fail_ratio),
         ] {
-            ensure!(
-                (0.0..=1.0).contains(&v),
-                "{name} must be between 0 and 1, got {v}"
-            );
+            ensure!((0.0..=1.0).contains(&v), "{name} must be between 0 and 1, got {v}");
         }
-        ensure!(
-            args.rate >= 0.0 && args.rate.is_finite(),
-            "--rate must be >= 0"
-        );
-        ensure!(
-            args.doc_rate >= 0.0 && args.doc_rate.is_finite(),
-            "--doc-rate must be >= 0"
-        );
+        ensure!(args.rate >= 0.0 && args.rate.is_finite(), "--rate must be >= 0");
+        ensure!(args.doc_rate >= 0.0 && args.doc_rate.is_finite(), "--doc-rate must be >= 0");
         ensure!(args.partitions >= 1, "--partitions must be >= 1");
         let mut profiles = Profiles::default();
         if let Some(path) = &args.config {
@@ -141,12 +132,7 @@ impl Plan {
             reject: args.reject_ratio,
             doc_fail: args.doc_fail_ratio,
         };
-        Ok(Plan {
-            args,
-            agents,
-            profiles,
-            ratios,
-        })
+        Ok(Plan { args, agents, profiles, ratios })
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -157,11 +143,7 @@ impl Plan {
     pub fn topics(&self) -> Vec<String> {
         let mut topics = Vec::new();
         for a in &self.agents {
-            let names = a
-                .outputs()
-                .iter()
-                .map(|t| t.as_str())
-                .chain([a.flow().dlq_topic()]);
+            let names = a.outputs().iter().map(|t| t.as_str()).chain([a.flow().dlq_topic()]);
             for name in names {
                 let t = self.topic(name);
                 if !topics.contains(&t) {
@@ -175,10 +157,7 @@ impl Plan {
     /// Rate and item limit of a source agent (rate 0 = disabled).
     pub fn source_limits(&self, agent: Agent) -> (f64, Option<u64>) {
         match agent {
-            Agent::DocExtractor => (
-                self.args.doc_rate,
-                self.args.max_docs.or(self.args.max_tickets),
-            ),
+            Agent::DocExtractor => (self.args.doc_rate, self.args.max_docs.or(self.args.max_tickets)),
             _ => (self.args.rate, self.args.max_tickets),
         }
     }
@@ -213,20 +192,11 @@ mod tests {
                 "t1.doc.entities.resolved"
             ]
         );
-        assert_eq!(
-            p.agents,
-            [
-                Agent::DocExtractor,
-                Agent::DocValidator,
-                Agent::EntityResolver
-            ]
-        );
+        assert_eq!(p.agents, [Agent::DocExtractor, Agent::DocValidator, Agent::EntityResolver]);
         assert_eq!(kafka::group_id("t1.", Agent::Qa), "t1.sim.qa-agent");
         let all = plan(&[]).unwrap();
         assert_eq!(all.topics().len(), 12);
-        assert!(all
-            .topics()
-            .contains(&"support.answer.rejected".to_string()));
+        assert!(all.topics().contains(&"support.answer.rejected".to_string()));
     }
 
     #[test]
@@ -243,17 +213,8 @@ mod tests {
         assert!(plan(&["--poison-ratio", "1.5"]).is_err());
         assert!(plan(&["--slow-agent", "nobody"]).is_err());
         assert!(plan(&["--rate", "-1"]).is_err());
-        let p = plan(&[
-            "--slow-agent",
-            "classifier-agent",
-            "--model",
-            "qa-agent=o4-mini",
-        ])
-        .unwrap();
+        let p = plan(&["--slow-agent", "classifier-agent", "--model", "qa-agent=o4-mini"]).unwrap();
         assert_eq!(p.profiles.get(Agent::Classifier).delay_ms, 6000);
-        assert_eq!(
-            p.profiles.get(Agent::Qa).llm.as_ref().unwrap().model,
-            "o4-mini"
-        );
+        assert_eq!(p.profiles.get(Agent::Qa).llm.as_ref().unwrap().model, "o4-mini");
     }
 }

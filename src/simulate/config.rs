@@ -44,11 +44,7 @@ pub struct AgentProfile {
 impl AgentProfile {
     pub fn sample_delay<R: Rng + ?Sized>(&self, rng: &mut R) -> Duration {
         let j = self.jitter.clamp(0.0, 1.0);
-        let factor = if j > 0.0 {
-            rng.random_range(1.0 - j..=1.0 + j)
-        } else {
-            1.0
-        };
+        let factor = if j > 0.0 { rng.random_range(1.0 - j..=1.0 + j) } else { 1.0 };
         Duration::from_millis((self.delay_ms as f64 * factor).round() as u64)
     }
 }
@@ -76,70 +72,19 @@ pub fn default_profile(agent: Agent) -> AgentProfile {
     let (delay_ms, llm) = match agent {
         // Sources emit on a timer; their "delay" is unused.
         Agent::Intake => (0, None),
-        Agent::Classifier => (
-            300,
-            llm(
-                "openai",
-                "gpt-4o-mini",
-                [350, 900],
-                [30, 120],
-                [0.0, 0.0],
-                [0, 0],
-            ),
-        ),
-        Agent::Knowledge => (
-            1500,
-            llm(
-                "anthropic",
-                "claude-sonnet-4-5",
-                [3000, 9500],
-                [250, 800],
-                [0.45, 0.9],
-                [0, 600],
-            ),
-        ),
-        Agent::Qa => (
-            600,
-            llm(
-                "openai",
-                "gpt-4.1-mini",
-                [1100, 2600],
-                [60, 220],
-                [0.0, 0.6],
-                [0, 0],
-            ),
-        ),
+        Agent::Classifier => (300, llm("openai", "gpt-4o-mini", [350, 900], [30, 120], [0.0, 0.0], [0, 0])),
+        Agent::Knowledge => {
+            (1500, llm("anthropic", "claude-sonnet-4-5", [3000, 9500], [250, 800], [0.45, 0.9], [0, 600]))
+        }
+        Agent::Qa => (600, llm("openai", "gpt-4.1-mini", [1100, 2600], [60, 220], [0.0, 0.6], [0, 0])),
         Agent::Delivery => (100, None),
-        Agent::DocExtractor => (
-            0,
-            llm(
-                "google",
-                "gemini-2.5-flash",
-                [2500, 12000],
-                [400, 1600],
-                [0.0, 0.2],
-                [0, 400],
-            ),
-        ),
+        Agent::DocExtractor => (0, llm("google", "gemini-2.5-flash", [2500, 12000], [400, 1600], [0.0, 0.2], [0, 400])),
         Agent::DocValidator => (200, None),
-        Agent::EntityResolver => (
-            800,
-            llm(
-                "anthropic",
-                "claude-haiku-4-5",
-                [1200, 3200],
-                [120, 400],
-                [0.3, 0.7],
-                [0, 0],
-            ),
-        ),
+        Agent::EntityResolver => {
+            (800, llm("anthropic", "claude-haiku-4-5", [1200, 3200], [120, 400], [0.3, 0.7], [0, 0]))
+        }
     };
-    AgentProfile {
-        delay_ms,
-        jitter: 0.4,
-        concurrency: 64,
-        llm,
-    }
+    AgentProfile { delay_ms, jitter: 0.4, concurrency: 64, llm }
 }
 
 /// Profiles of all agents, indexed by [`Agent`].
@@ -150,9 +95,7 @@ pub struct Profiles {
 
 impl Default for Profiles {
     fn default() -> Self {
-        Profiles {
-            by_agent: Agent::ALL.iter().map(|a| default_profile(*a)).collect(),
-        }
+        Profiles { by_agent: Agent::ALL.iter().map(|a| default_profile(*a)).collect() }
     }
 }
 
@@ -171,10 +114,9 @@ impl Profiles {
 
     /// Applies a TOML file with `[agents.<name>]` tables.
     pub fn apply_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading simulator config {}", path.display()))?;
-        self.apply_toml(&text)
-            .with_context(|| format!("parsing {}", path.display()))
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading simulator config {}", path.display()))?;
+        self.apply_toml(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
     pub fn apply_toml(&mut self, text: &str) -> anyhow::Result<()> {
@@ -230,10 +172,7 @@ impl Profiles {
         let (agent, model) = split_flag(flag, "--model")?;
         match self.get_mut(agent).llm.as_mut() {
             Some(l) => l.model = model.to_owned(),
-            None => bail!(
-                "--model {flag}: agent {} does not call an llm",
-                agent.name()
-            ),
+            None => bail!("--model {flag}: agent {} does not call an llm", agent.name()),
         }
         Ok(())
     }
@@ -241,9 +180,7 @@ impl Profiles {
     /// Applies a `--delay-ms AGENT=MS` flag.
     pub fn apply_delay_flag(&mut self, flag: &str) -> anyhow::Result<()> {
         let (agent, ms) = split_flag(flag, "--delay-ms")?;
-        self.get_mut(agent).delay_ms = ms
-            .parse()
-            .with_context(|| format!("--delay-ms {flag}: not a number of ms"))?;
+        self.get_mut(agent).delay_ms = ms.parse().with_context(|| format!("--delay-ms {flag}: not a number of ms"))?;
         Ok(())
     }
 
@@ -272,9 +209,7 @@ pub fn parse_agent(name: &str) -> anyhow::Result<Agent> {
 }
 
 fn split_flag<'a>(flag: &'a str, what: &str) -> anyhow::Result<(Agent, &'a str)> {
-    let (name, value) = flag
-        .split_once('=')
-        .with_context(|| format!("{what} {flag}: expected AGENT=VALUE"))?;
+    let (name, value) = flag.split_once('=').with_context(|| format!("{what} {flag}: expected AGENT=VALUE"))?;
     Ok((parse_agent(name.trim())?, value.trim()))
 }
 
@@ -321,10 +256,7 @@ mod tests {
         let k = p.get(Agent::Knowledge);
         assert_eq!(k.delay_ms, 2000);
         let l = k.llm.as_ref().unwrap();
-        assert_eq!(
-            (l.provider.as_str(), l.model.as_str()),
-            ("openai", "gpt-4.1")
-        );
+        assert_eq!((l.provider.as_str(), l.model.as_str()), ("openai", "gpt-4.1"));
         assert_eq!(l.input_tokens, [4000, 9000]);
         assert_eq!(p.get(Agent::Delivery).concurrency, 4);
         assert_eq!(p.get(Agent::Qa), &default_profile(Agent::Qa));
@@ -335,9 +267,7 @@ mod tests {
         let mut p = Profiles::default();
         assert!(p.apply_toml("[agents.nobody]\ndelay_ms = 1").is_err());
         assert!(p.apply_toml("[agents.qa-agent]\ndelai_ms = 1").is_err());
-        assert!(p
-            .apply_toml("[agents.delivery-agent]\nmodel = \"x\"")
-            .is_err());
+        assert!(p.apply_toml("[agents.delivery-agent]\nmodel = \"x\"").is_err());
         assert!(p.apply_model_flag("delivery-agent=x").is_err());
         assert!(p.apply_delay_flag("qa-agent").is_err());
         assert!(p.make_slow("intake-agent", 20.0).is_err());
@@ -348,10 +278,7 @@ mod tests {
         let mut p = Profiles::default();
         p.apply_model_flag("classifier-agent=gpt-4.1-nano").unwrap();
         p.apply_delay_flag("qa-agent=50").unwrap();
-        assert_eq!(
-            p.get(Agent::Classifier).llm.as_ref().unwrap().model,
-            "gpt-4.1-nano"
-        );
+        assert_eq!(p.get(Agent::Classifier).llm.as_ref().unwrap().model, "gpt-4.1-nano");
         assert_eq!(p.get(Agent::Qa).delay_ms, 50);
         let a = p.make_slow("knowledge-agent", 20.0).unwrap();
         assert_eq!(a, Agent::Knowledge);

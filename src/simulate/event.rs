@@ -183,11 +183,7 @@ pub fn sample_usage<R: Rng + ?Sized>(rng: &mut R, llm: &super::config::LlmProfil
     let input_tokens = draw(rng, llm.input_tokens);
     let output_tokens = draw(rng, llm.output_tokens);
     let [clo, chi] = llm.cached_share;
-    let share = if chi <= clo {
-        clo
-    } else {
-        rng.random_range(clo..=chi)
-    };
+    let share = if chi <= clo { clo } else { rng.random_range(clo..=chi) };
     // Prompt caches hit on prefix blocks; round down to 64-token blocks.
     let cached_input_tokens = ((input_tokens as f64 * share.clamp(0.0, 1.0)) as u64) / 64 * 64;
     let reasoning_tokens = draw(rng, llm.reasoning_tokens).min(output_tokens.saturating_mul(4));
@@ -208,9 +204,7 @@ mod tests {
     use serde_json::json;
 
     fn is_hex(s: &str, len: usize) -> bool {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     }
 
     #[test]
@@ -227,16 +221,9 @@ mod tests {
             json!({"ticket_id": "T-1"}),
         );
         let v: Value = serde_json::from_slice(&ev.to_json()).unwrap();
-        for field in [
-            "event_type",
-            "trace_id",
-            "event_id",
-            "causation_id",
-            "created_at",
-            "schema_version",
-            "producer",
-            "data",
-        ] {
+        for field in
+            ["event_type", "trace_id", "event_id", "causation_id", "created_at", "schema_version", "producer", "data"]
+        {
             assert!(v.get(field).is_some(), "missing {field}");
         }
         assert_eq!(v["event_type"], "support.ticket.classified");
@@ -254,8 +241,7 @@ mod tests {
         assert_eq!(s.len(), 24, "{s}");
         assert!(s.ends_with('Z'));
         assert_eq!(&s[19..20], ".");
-        let parsed =
-            OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).unwrap();
+        let parsed = OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).unwrap();
         assert_eq!(parsed.offset(), time::UtcOffset::UTC);
         let fixed = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
         assert_eq!(format_rfc3339(fixed), "2023-11-14T22:13:20.123Z");
@@ -282,8 +268,7 @@ mod tests {
     #[test]
     fn event_ids_are_unique_uuid_like() {
         let mut rng = SmallRng::seed_from_u64(3);
-        let ids: std::collections::HashSet<String> =
-            (0..1000).map(|_| new_event_id(&mut rng)).collect();
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_event_id(&mut rng)).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| is_hex(id, 32) && &id[12..13] == "4"));
     }

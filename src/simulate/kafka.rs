@@ -31,27 +31,18 @@ pub fn group_id(prefix: &str, agent: Agent) -> String {
 }
 
 /// Creates the topics (ignoring those that already exist).
-pub async fn create_topics(
-    bootstrap: &str,
-    topics: &[String],
-    partitions: i32,
-) -> anyhow::Result<()> {
+pub async fn create_topics(bootstrap: &str, topics: &[String], partitions: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "pipewarden-simulate-admin")
         .create()
         .context("creating kafka admin client")?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(15)));
-    let results = admin
-        .create_topics(&new, &opts)
-        .await
-        .with_context(|| format!("creating topics on {bootstrap}"))?;
+    let results = admin.create_topics(&new, &opts).await.with_context(|| format!("creating topics on {bootstrap}"))?;
     for result in results {
         match result {
             Ok(name) => tracing::info!(topic = %name, partitions, "created topic"),
@@ -99,18 +90,12 @@ pub fn consumer(bootstrap: &str, group: &str) -> anyhow::Result<StreamConsumer> 
 /// Headers of a good event: `traceparent` and `content-type`.
 pub fn event_headers(trace_id: &str, span_id: &str) -> OwnedHeaders {
     let tp = traceparent(trace_id, span_id);
-    json_content_type().insert(Header {
-        key: "traceparent",
-        value: Some(tp.as_str()),
-    })
+    json_content_type().insert(Header { key: "traceparent", value: Some(tp.as_str()) })
 }
 
 /// Just `content-type: application/json`.
 pub fn json_content_type() -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(2).insert(Header {
-        key: "content-type",
-        value: Some("application/json"),
-    })
+    OwnedHeaders::new_with_capacity(2).insert(Header { key: "content-type", value: Some("application/json") })
 }
 
 /// Original headers of a record plus the `dlq.*` headers.
@@ -126,35 +111,17 @@ pub fn dlq_headers(
     if let Some(orig) = original {
         for header in orig.iter() {
             if !header.key.starts_with("dlq.") {
-                h = h.insert(Header {
-                    key: header.key,
-                    value: header.value,
-                });
+                h = h.insert(Header { key: header.key, value: header.value });
             }
         }
     }
     let partition = partition.to_string();
     let offset = offset.to_string();
-    h.insert(Header {
-        key: "dlq.reason",
-        value: Some(reason),
-    })
-    .insert(Header {
-        key: "dlq.original.topic",
-        value: Some(topic),
-    })
-    .insert(Header {
-        key: "dlq.original.partition",
-        value: Some(partition.as_str()),
-    })
-    .insert(Header {
-        key: "dlq.original.offset",
-        value: Some(offset.as_str()),
-    })
-    .insert(Header {
-        key: "dlq.agent",
-        value: Some(agent.name()),
-    })
+    h.insert(Header { key: "dlq.reason", value: Some(reason) })
+        .insert(Header { key: "dlq.original.topic", value: Some(topic) })
+        .insert(Header { key: "dlq.original.partition", value: Some(partition.as_str()) })
+        .insert(Header { key: "dlq.original.offset", value: Some(offset.as_str()) })
+        .insert(Header { key: "dlq.agent", value: Some(agent.name()) })
 }
 
 /// Produces one record and waits for its delivery report.
@@ -169,11 +136,7 @@ pub async fn send(
     if let Some(k) = key {
         record = record.key(k);
     }
-    producer
-        .send(record, Timeout::After(Duration::from_secs(10)))
-        .await
-        .map(|_| ())
-        .map_err(|(e, _)| e)
+    producer.send(record, Timeout::After(Duration::from_secs(10))).await.map(|_| ()).map_err(|(e, _)| e)
 }
 
 /// A client that only reads metadata and watermarks. Agents' own consumers
@@ -191,11 +154,7 @@ pub fn observer(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
 /// Total lag of the consumer's group on `topic`: sum over partitions of
 /// high watermark minus committed offset (or the low watermark when nothing
 /// was committed yet). Blocking; call from `spawn_blocking`.
-pub fn group_lag(
-    observer: &BaseConsumer,
-    consumer: &StreamConsumer,
-    topic: &str,
-) -> anyhow::Result<i64> {
+pub fn group_lag(observer: &BaseConsumer, consumer: &StreamConsumer, topic: &str) -> anyhow::Result<i64> {
     let metadata = observer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -203,10 +162,7 @@ pub fn group_lag(
         .filter(|t| t.name() == topic)
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
-    anyhow::ensure!(
-        !partitions.is_empty(),
-        "topic {topic} has no partitions yet"
-    );
+    anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions yet");
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for p in &partitions {
         tpl.add_partition(topic, *p);

@@ -100,38 +100,22 @@ async fn run_plan(plan: Plan) -> anyhow::Result<()> {
                     continue;
                 }
                 finite &= max.is_some();
-                let fut =
-                    source::run_source(agent, profile, rate, max, shared.clone(), stop_rx.clone());
+                let fut = source::run_source(agent, profile, rate, max, shared.clone(), stop_rx.clone());
                 sources.push(tokio::spawn(fut));
             }
             Some(input) => {
                 let group = kafka::group_id(&args.topic_prefix, agent);
                 let topic = plan.topic(input.as_str());
                 let consumer = Arc::new(kafka::consumer(&args.bootstrap, &group)?);
-                consumer
-                    .subscribe(&[&topic])
-                    .with_context(|| format!("subscribing {group} to {topic}"))?;
+                consumer.subscribe(&[&topic]).with_context(|| format!("subscribing {group} to {topic}"))?;
                 tracing::info!(agent = agent.name(), group = %group, topic = %topic, "subscribed");
-                let fut = agent::run_consumer(
-                    agent,
-                    profile,
-                    shared.clone(),
-                    consumer.clone(),
-                    stop_rx.clone(),
-                );
+                let fut = agent::run_consumer(agent, profile, shared.clone(), consumer.clone(), stop_rx.clone());
                 consumers.push(tokio::spawn(fut));
-                watched.push(Watched {
-                    agent,
-                    consumer,
-                    topic,
-                });
+                watched.push(Watched { agent, consumer, topic });
             }
         }
     }
-    let watched = Arc::new(Watchlist {
-        observer: kafka::observer(&args.bootstrap)?,
-        agents: watched,
-    });
+    let watched = Arc::new(Watchlist { observer: kafka::observer(&args.bootstrap)?, agents: watched });
 
     let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
     let mut summary = tokio::time::interval_at(Instant::now() + SUMMARY_EVERY, SUMMARY_EVERY);
@@ -165,10 +149,7 @@ async fn run_plan(plan: Plan) -> anyhow::Result<()> {
     tracing::info!(reason, "stopping simulator");
     let _ = stop_tx.send(true);
     for task in sources.into_iter().chain(consumers) {
-        if tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(30), task).await.is_err() {
             tracing::warn!("agent did not stop within 30s");
         }
     }

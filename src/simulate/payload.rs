@@ -13,19 +13,13 @@ const SUBJECTS: &[(&str, &str)] = &[
     ("billing", "Charged twice for my March invoice"),
     ("billing", "Invoice shows the wrong VAT number"),
     ("refund", "Requesting a refund for an unused annual seat"),
-    (
-        "technical",
-        "Dashboard export to CSV times out after 30 seconds",
-    ),
+    ("technical", "Dashboard export to CSV times out after 30 seconds"),
     ("technical", "Webhook deliveries failing with HTTP 502"),
     ("technical", "SSO login loops back to the sign-in page"),
     ("account", "Cannot add a new admin to our workspace"),
     ("account", "Please merge two accounts under the same domain"),
     ("shipping", "Hardware token has not arrived after 10 days"),
-    (
-        "feature_request",
-        "Can we get audit logs streamed to our SIEM?",
-    ),
+    ("feature_request", "Can we get audit logs streamed to our SIEM?"),
 ];
 
 const BODIES: &[&str] = &[
@@ -49,13 +43,7 @@ const ANSWERS: &[&str] = &[
      button is greyed out, your plan's admin seat limit has been reached; I can raise it for you.",
 ];
 
-const REJECT_REASONS: &[&str] = &[
-    "hallucinated_policy",
-    "missing_citation",
-    "tone",
-    "pii_leak",
-    "incomplete_answer",
-];
+const REJECT_REASONS: &[&str] = &["hallucinated_policy", "missing_citation", "tone", "pii_leak", "incomplete_answer"];
 const DOC_TYPES: &[&str] = &["invoice", "purchase_order", "receipt", "contract"];
 const VENDORS: &[&str] = &[
     "Acme Industrial Supply GmbH",
@@ -131,9 +119,7 @@ pub fn answer_drafted<R: Rng + ?Sized>(rng: &mut R, input: &Value) -> Value {
         _ => pick(rng, ANSWERS),
     };
     let hits = rng.random_range(2..6);
-    let articles: Vec<String> = (0..hits.min(3))
-        .map(|_| format!("KB-{}", rng.random_range(1000..9999)))
-        .collect();
+    let articles: Vec<String> = (0..hits.min(3)).map(|_| format!("KB-{}", rng.random_range(1000..9999))).collect();
     json!({
         "ticket_id": field(input, "ticket_id"),
         "category": field(input, "category"),
@@ -146,11 +132,7 @@ pub fn answer_drafted<R: Rng + ?Sized>(rng: &mut R, input: &Value) -> Value {
 }
 
 /// QA verdict: `support.answer.approved` or `support.answer.rejected`.
-pub fn qa_verdict<R: Rng + ?Sized>(
-    rng: &mut R,
-    input: &Value,
-    reject_ratio: f64,
-) -> (EventType, Value) {
+pub fn qa_verdict<R: Rng + ?Sized>(rng: &mut R, input: &Value, reject_ratio: f64) -> (EventType, Value) {
     let ticket_id = field(input, "ticket_id");
     if rng.random_bool(reject_ratio.clamp(0.0, 1.0)) {
         let reason = pick(rng, REJECT_REASONS);
@@ -210,36 +192,16 @@ pub fn doc_extracted<R: Rng + ?Sized>(rng: &mut R) -> Value {
 }
 
 /// Validation verdict: `doc.validated` or `doc.validation.failed`.
-pub fn doc_validation<R: Rng + ?Sized>(
-    rng: &mut R,
-    input: &Value,
-    fail_ratio: f64,
-) -> (EventType, Value) {
+pub fn doc_validation<R: Rng + ?Sized>(rng: &mut R, input: &Value, fail_ratio: f64) -> (EventType, Value) {
     let document_id = field(input, "document_id");
     let doc_type = field(input, "doc_type");
     let fields = input.get("fields").cloned().unwrap_or_else(|| json!({}));
     if rng.random_bool(fail_ratio.clamp(0.0, 1.0)) {
         let (f, rule, msg) = *[
-            (
-                "total_amount",
-                "sum_matches_line_items",
-                "line items do not add up to the total",
-            ),
-            (
-                "issue_date",
-                "date_not_in_future",
-                "issue date lies in the future",
-            ),
-            (
-                "vendor_name",
-                "vendor_known",
-                "vendor not found in supplier registry",
-            ),
-            (
-                "document_number",
-                "unique_number",
-                "document number already booked",
-            ),
+            ("total_amount", "sum_matches_line_items", "line items do not add up to the total"),
+            ("issue_date", "date_not_in_future", "issue date lies in the future"),
+            ("vendor_name", "vendor_known", "vendor not found in supplier registry"),
+            ("document_number", "unique_number", "document number already booked"),
         ]
         .choose(rng)
         .unwrap_or(&("total_amount", "sum_matches_line_items", "mismatch"));
@@ -300,31 +262,17 @@ mod tests {
         assert_eq!(t, EventType::DocValidated);
         let resolved = entities_resolved(&mut rng, &validated);
         assert_eq!(resolved["document_id"], doc["document_id"]);
-        assert_eq!(
-            resolved["entities"][0]["text"],
-            doc["fields"]["vendor_name"]
-        );
+        assert_eq!(resolved["entities"][0]["text"], doc["fields"]["vendor_name"]);
     }
 
     #[test]
     fn verdict_ratios_are_honoured() {
         let mut rng = SmallRng::seed_from_u64(2);
         let input = json!({"ticket_id": "TCK-1"});
-        assert_eq!(
-            qa_verdict(&mut rng, &input, 1.0).0,
-            EventType::AnswerRejected
-        );
-        assert_eq!(
-            qa_verdict(&mut rng, &input, 0.0).0,
-            EventType::AnswerApproved
-        );
-        assert_eq!(
-            doc_validation(&mut rng, &input, 1.0).0,
-            EventType::DocValidationFailed
-        );
-        let rejected = (0..2000)
-            .filter(|_| qa_verdict(&mut rng, &input, 0.15).0 == EventType::AnswerRejected)
-            .count();
+        assert_eq!(qa_verdict(&mut rng, &input, 1.0).0, EventType::AnswerRejected);
+        assert_eq!(qa_verdict(&mut rng, &input, 0.0).0, EventType::AnswerApproved);
+        assert_eq!(doc_validation(&mut rng, &input, 1.0).0, EventType::DocValidationFailed);
+        let rejected = (0..2000).filter(|_| qa_verdict(&mut rng, &input, 0.15).0 == EventType::AnswerRejected).count();
         assert!((200..400).contains(&rejected), "{rejected}");
     }
 }

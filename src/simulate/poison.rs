@@ -25,11 +25,8 @@ pub enum PoisonKind {
 }
 
 impl PoisonKind {
-    pub const ALL: [PoisonKind; 3] = [
-        PoisonKind::InvalidJson,
-        PoisonKind::MissingTraceId,
-        PoisonKind::InvalidFieldType,
-    ];
+    pub const ALL: [PoisonKind; 3] =
+        [PoisonKind::InvalidJson, PoisonKind::MissingTraceId, PoisonKind::InvalidFieldType];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -99,9 +96,7 @@ pub struct Poison {
 
 /// Turns a good event into a random kind of poison.
 pub fn make_poison<R: Rng + ?Sized>(rng: &mut R, event: &Event) -> Poison {
-    let kind = *PoisonKind::ALL
-        .choose(rng)
-        .unwrap_or(&PoisonKind::InvalidJson);
+    let kind = *PoisonKind::ALL.choose(rng).unwrap_or(&PoisonKind::InvalidJson);
     make_poison_of(rng, kind, event)
 }
 
@@ -126,8 +121,7 @@ pub fn make_poison_of<R: Rng + ?Sized>(rng: &mut R, kind: PoisonKind, event: &Ev
         PoisonKind::InvalidFieldType => {
             let mut v: Value = serde_json::from_slice(&good).unwrap_or_else(|_| json!({}));
             if let Some(obj) = v.as_object_mut() {
-                let epoch_ms =
-                    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+                let epoch_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
                 match rng.random_range(0..4) {
                     0 => obj.insert("created_at".into(), json!(epoch_ms)),
                     1 => obj.insert("event_type".into(), json!(42)),
@@ -150,10 +144,7 @@ pub struct Incoming {
 }
 
 fn is_trace_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && s.bytes().any(|b| b != b'0')
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && s.bytes().any(|b| b != b'0')
 }
 
 /// Validates a record payload against the event contract.
@@ -167,26 +158,15 @@ pub fn validate(payload: Option<&[u8]>, expected: EventType) -> Result<Incoming,
         Some(Value::String(s)) if is_trace_id(s) => s.clone(),
         Some(_) => return Err(DlqReason::InvalidFieldType),
     };
-    for key in [
-        "event_type",
-        "event_id",
-        "created_at",
-        "schema_version",
-        "producer",
-        "data",
-    ] {
+    for key in ["event_type", "event_id", "created_at", "schema_version", "producer", "data"] {
         if !obj.contains_key(key) {
             return Err(DlqReason::MissingField);
         }
     }
     let string = |key: &str| obj.get(key).and_then(Value::as_str);
-    let (Some(event_type), Some(event_id), Some(created_at), Some(_), Some(_)) = (
-        string("event_type"),
-        string("event_id"),
-        string("created_at"),
-        string("schema_version"),
-        string("producer"),
-    ) else {
+    let (Some(event_type), Some(event_id), Some(created_at), Some(_), Some(_)) =
+        (string("event_type"), string("event_id"), string("created_at"), string("schema_version"), string("producer"))
+    else {
         return Err(DlqReason::InvalidFieldType);
     };
     if OffsetDateTime::parse(created_at, &Rfc3339).is_err() {
@@ -207,11 +187,7 @@ pub fn validate(payload: Option<&[u8]>, expected: EventType) -> Result<Incoming,
     if event_type != expected.as_str() {
         return Err(DlqReason::UnexpectedEventType);
     }
-    Ok(Incoming {
-        trace_id,
-        event_id: event_id.to_owned(),
-        data,
-    })
+    Ok(Incoming { trace_id, event_id: event_id.to_owned(), data })
 }
 
 #[cfg(test)]
@@ -225,15 +201,7 @@ mod tests {
     fn good_event(rng: &mut SmallRng) -> Event {
         let trace = new_trace_id(rng);
         let data = payload::ticket_created(rng);
-        Event::new(
-            rng,
-            EventType::TicketCreated,
-            Agent::Intake,
-            &trace,
-            None,
-            None,
-            data,
-        )
+        Event::new(rng, EventType::TicketCreated, Agent::Intake, &trace, None, None, data)
     }
 
     #[test]
@@ -257,10 +225,7 @@ mod tests {
             let p = make_poison_of(&mut rng, PoisonKind::InvalidJson, &ev);
             assert!(!p.bytes.is_empty() && p.bytes.len() < ev.to_json().len());
             assert!(serde_json::from_slice::<Value>(&p.bytes).is_err());
-            assert_eq!(
-                validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(),
-                DlqReason::InvalidJson
-            );
+            assert_eq!(validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(), DlqReason::InvalidJson);
         }
     }
 
@@ -272,10 +237,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&p.bytes).unwrap();
         assert!(v.get("trace_id").is_none());
         assert_eq!(v["event_id"], ev.event_id.as_str());
-        assert_eq!(
-            validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(),
-            DlqReason::MissingTraceId
-        );
+        assert_eq!(validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(), DlqReason::MissingTraceId);
     }
 
     #[test]
@@ -286,11 +248,7 @@ mod tests {
             let ev = good_event(&mut rng);
             let p = make_poison_of(&mut rng, PoisonKind::InvalidFieldType, &ev);
             let v: Value = serde_json::from_slice(&p.bytes).unwrap();
-            assert_eq!(
-                v["trace_id"],
-                ev.trace_id.as_str(),
-                "trace stays attributable"
-            );
+            assert_eq!(v["trace_id"], ev.trace_id.as_str(), "trace stays attributable");
             let broken: Vec<&str> = ["created_at", "event_type", "schema_version"]
                 .into_iter()
                 .filter(|k| !v[*k].is_string())
@@ -298,10 +256,7 @@ mod tests {
                 .collect();
             assert_eq!(broken.len(), 1, "{v}");
             seen.insert(broken[0]);
-            assert_eq!(
-                validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(),
-                DlqReason::InvalidFieldType
-            );
+            assert_eq!(validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(), DlqReason::InvalidFieldType);
         }
         assert_eq!(seen.len(), 4, "all mutations exercised: {seen:?}");
     }
@@ -312,10 +267,7 @@ mod tests {
         for _ in 0..300 {
             let ev = good_event(&mut rng);
             let p = make_poison(&mut rng, &ev);
-            assert_eq!(
-                validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(),
-                p.kind.expected_reason()
-            );
+            assert_eq!(validate(Some(&p.bytes), EventType::TicketCreated).unwrap_err(), p.kind.expected_reason());
         }
     }
 
@@ -332,10 +284,7 @@ mod tests {
         };
         assert_eq!(with("trace_id", json!("XYZ")), DlqReason::InvalidFieldType);
         assert_eq!(with("trace_id", Value::Null), DlqReason::MissingTraceId);
-        assert_eq!(
-            with("created_at", json!("yesterday")),
-            DlqReason::InvalidFieldType
-        );
+        assert_eq!(with("created_at", json!("yesterday")), DlqReason::InvalidFieldType);
         assert_eq!(with("causation_id", json!(7)), DlqReason::InvalidFieldType);
         let mut b = base.clone();
         b.as_object_mut().unwrap().remove("event_id");
@@ -343,13 +292,7 @@ mod tests {
             validate(Some(b.to_string().as_bytes()), EventType::DocExtracted).unwrap_err(),
             DlqReason::MissingField
         );
-        assert_eq!(
-            validate(None, EventType::DocExtracted).unwrap_err(),
-            DlqReason::InvalidJson
-        );
-        assert_eq!(
-            validate(Some(b"[1,2]"), EventType::DocExtracted).unwrap_err(),
-            DlqReason::InvalidJson
-        );
+        assert_eq!(validate(None, EventType::DocExtracted).unwrap_err(), DlqReason::InvalidJson);
+        assert_eq!(validate(Some(b"[1,2]"), EventType::DocExtracted).unwrap_err(), DlqReason::InvalidJson);
     }
 }

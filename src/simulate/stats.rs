@@ -85,10 +85,7 @@ mod tests {
         s.emitted(EventType::TicketCreated);
         s.emitted(EventType::DocExtracted);
         s.dlq(DlqReason::LlmTimeout);
-        assert_eq!(
-            s.emitted_summary(),
-            "support.ticket.created=2 doc.extracted=1"
-        );
+        assert_eq!(s.emitted_summary(), "support.ticket.created=2 doc.extracted=1");
         assert_eq!(s.dlq_summary(), "llm_timeout=1");
         assert_eq!(s.dlq_total(), 1);
     }

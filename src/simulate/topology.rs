@@ -65,9 +65,7 @@ impl Agent {
 
     pub fn flow(self) -> Flow {
         match self {
-            Agent::Intake | Agent::Classifier | Agent::Knowledge | Agent::Qa | Agent::Delivery => {
-                Flow::Support
-            }
+            Agent::Intake | Agent::Classifier | Agent::Knowledge | Agent::Qa | Agent::Delivery => Flow::Support,
             Agent::DocExtractor | Agent::DocValidator | Agent::EntityResolver => Flow::Doc,
         }
     }
@@ -116,9 +114,7 @@ mod tests {
     fn every_consumed_type_is_emitted_upstream() {
         for a in Agent::ALL {
             if let Some(input) = a.input() {
-                assert!(Agent::ALL
-                    .iter()
-                    .any(|u| u.flow() == a.flow() && u.outputs().contains(&input)));
+                assert!(Agent::ALL.iter().any(|u| u.flow() == a.flow() && u.outputs().contains(&input)));
             }
         }
     }
