@@ -83,7 +83,7 @@ while true; do
   while read -r topic total; do
     before=${previous[$topic]:-$total}
     rate=$(awk -v a="$total" -v b="$before" -v s="$interval" 'BEGIN { printf "%.1f", (a - b) / s }')
-    printf '  %-34s %8d records  %6s/s\n' "$topic" "$total" "$rate"
+    printf '  %-28s %8d records %7s/s\n' "$topic" "$total" "$rate"
     previous[$topic]=$total
   done < <(awk -F'[{}"]' '/^pipewarden_records_total\{/ { split($0, v, " "); print $3, v[2] }' <<<"$scrape" | sort)
   problems=$(awk -F'"' '/^pipewarden_envelope_problems_total\{/ { split($0, v, " "); n[$4] += v[2] } END { for (r in n) printf "%s=%d ", r, n[r] }' <<<"$scrape")
