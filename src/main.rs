@@ -32,7 +32,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run simulated agent pipelines (support triage, document processing) against Kafka.
-    Simulate(pipewarden::simulate::SimulateArgs),
+    Simulate(Box<pipewarden::simulate::SimulateArgs>),
 }
 
 fn env(name: &str) -> Option<String> {
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         }
         Command::Simulate(args) => {
             pipewarden::telemetry::init_logging(&LogConfig { level: "info".into(), format: LogFormat::Text });
-            match pipewarden::simulate::run(args) {
+            match pipewarden::simulate::run(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = format!("{err:#}"), "simulate failed");

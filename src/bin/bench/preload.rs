@@ -48,23 +48,12 @@ impl Kafka {
     pub fn connect(bootstrap: &str) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", bootstrap);
-        let admin = config
-            .create()
-            .context("failed to create the kafka admin client")?;
-        let meta: BaseConsumer = config
-            .create()
-            .context("failed to create the kafka metadata client")?;
+        let admin = config.create().context("failed to create the kafka admin client")?;
+        let meta: BaseConsumer = config.create().context("failed to create the kafka metadata client")?;
         meta.fetch_metadata(None, METADATA_TIMEOUT)
             .with_context(|| format!("no Kafka broker reachable at {bootstrap}"))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        Ok(Self {
-            admin,
-            meta,
-            runtime,
-            bootstrap: bootstrap.to_string(),
-        })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Self { admin, meta, runtime, bootstrap: bootstrap.to_string() })
     }
 
     fn topic_state(&self, topic: &str) -> anyhow::Result<Option<TopicState>> {
@@ -72,11 +61,7 @@ impl Kafka {
         let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
             return Ok(None);
         };
-        let mut state = TopicState {
-            partitions: found.partitions().len(),
-            records: 0,
-            starts_at_zero: true,
-        };
+        let mut state = TopicState { partitions: found.partitions().len(), records: 0, starts_at_zero: true };
         for partition in found.partitions() {
             let (low, high) = self
                 .meta
@@ -90,9 +75,7 @@ impl Kafka {
 
     fn delete_topic(&self, topic: &str) -> anyhow::Result<()> {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = self
-            .runtime
-            .block_on(self.admin.delete_topics(&[topic], &opts))?;
+        let results = self.runtime.block_on(self.admin.delete_topics(&[topic], &opts))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
@@ -114,15 +97,11 @@ impl Kafka {
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let results = self
-                .runtime
-                .block_on(self.admin.create_topics([&new], &opts))?;
+            let results = self.runtime.block_on(self.admin.create_topics([&new], &opts))?;
             match results.into_iter().next() {
                 Some(Ok(_)) => break,
                 // A deletion may still be in progress on the broker.
-                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists)))
-                    if Instant::now() < deadline =>
-                {
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Some(Err((name, code))) => bail!("creating topic {name}: {code}"),
@@ -156,26 +135,14 @@ impl Kafka {
         }
         let names: Vec<&str> = groups.iter().map(String::as_str).collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let _ = self
-            .runtime
-            .block_on(self.admin.delete_groups(&names, &opts));
+        let _ = self.runtime.block_on(self.admin.delete_groups(&names, &opts));
     }
 
     /// Makes sure `topic` holds exactly `records` benchmark events over
     /// `partitions` partitions, producing them if it does not.
-    pub fn ensure_topic(
-        &self,
-        topic: &str,
-        records: u64,
-        partitions: i32,
-        size: usize,
-    ) -> anyhow::Result<Preload> {
+    pub fn ensure_topic(&self, topic: &str, records: u64, partitions: i32, size: usize) -> anyhow::Result<Preload> {
         match self.topic_state(topic)? {
-            Some(s)
-                if s.partitions == partitions as usize
-                    && s.records == records as i64
-                    && s.starts_at_zero =>
-            {
+            Some(s) if s.partitions == partitions as usize && s.records == records as i64 && s.starts_at_zero => {
                 println!(
                     "preload: topic {topic} already holds {records} records over {partitions} partitions; skipped"
                 );
@@ -259,14 +226,10 @@ fn produce(bootstrap: &str, topic: &str, records: u64, size: usize) -> anyhow::R
     for i in 0..records {
         events.next_event();
         bytes += events.payload.len() as u64;
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "traceparent",
-            value: Some(events.traceparent.as_str()),
-        });
-        let mut record = BaseRecord::to(topic)
-            .key(events.trace_id.as_str())
-            .payload(events.payload.as_str())
-            .headers(headers);
+        let headers = OwnedHeaders::new_with_capacity(1)
+            .insert(Header { key: "traceparent", value: Some(events.traceparent.as_str()) });
+        let mut record =
+            BaseRecord::to(topic).key(events.trace_id.as_str()).payload(events.payload.as_str()).headers(headers);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -281,18 +244,13 @@ fn produce(bootstrap: &str, topic: &str, records: u64, size: usize) -> anyhow::R
             eprint!("\rpreload: {:>3}%", (i + 1) * 100 / records);
         }
     }
-    producer
-        .flush(Duration::from_secs(300))
-        .context("flushing the producer")?;
+    producer.flush(Duration::from_secs(300)).context("flushing the producer")?;
     eprintln!();
     let seconds = started.elapsed().as_secs_f64();
     let failed = producer.context().failed.load(Ordering::Relaxed);
     if failed > 0 {
         let first = producer.context().first_error.lock().unwrap().clone();
-        bail!(
-            "{failed} of {records} records were not delivered (first error: {})",
-            first.unwrap_or_default()
-        );
+        bail!("{failed} of {records} records were not delivered (first error: {})", first.unwrap_or_default());
     }
     let preload = Preload {
         skipped: false,
@@ -382,12 +340,7 @@ impl EventGen {
         }
 
         self.traceparent.clear();
-        let _ = write!(
-            self.traceparent,
-            "00-{}-{:016x}-01",
-            self.trace_id,
-            rng.random::<u64>() | 1
-        );
+        let _ = write!(self.traceparent, "00-{}-{:016x}-01", self.trace_id, rng.random::<u64>() | 1);
 
         let uuid: u128 = rng.random();
         let created_at = rfc3339_ms(OffsetDateTime::now_utc());

@@ -20,20 +20,14 @@ pub struct ProcStats {
 
 /// Reads CPU seconds and peak RSS of `pid` ("self" for this process).
 pub fn proc_stats(pid: &str) -> anyhow::Result<ProcStats> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) may contain spaces: fields after the last
     // ')' start at field 3 (state); utime and stime are fields 14 and 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc/<pid>/stat")?;
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc/<pid>/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> anyhow::Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .context("malformed /proc/<pid>/stat")
+        fields.get(i).and_then(|f| f.parse().ok()).context("malformed /proc/<pid>/stat")
     };
     let cpu_ticks = ticks(11)? + ticks(12)?;
 
@@ -44,10 +38,7 @@ pub fn proc_stats(pid: &str) -> anyhow::Result<ProcStats> {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .context("no VmHWM in /proc/<pid>/status")?;
-    Ok(ProcStats {
-        cpu_seconds: cpu_ticks as f64 / clock_ticks_per_second() as f64,
-        peak_rss_kib,
-    })
+    Ok(ProcStats { cpu_seconds: cpu_ticks as f64 / clock_ticks_per_second() as f64, peak_rss_kib })
 }
 
 /// USER_HZ (sysconf(_SC_CLK_TCK)), without libc: ask getconf, else 100.
@@ -83,22 +74,13 @@ pub fn machine() -> Machine {
         })
         .unwrap_or("unknown")
         .to_string();
-    let mem_total_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        });
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .ok()
-        .map(|s| s.trim().to_string());
-    Machine {
-        nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        cpu_model,
-        mem_total_kib,
-        kernel,
-    }
+    let mem_total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string());
+    Machine { nproc: std::thread::available_parallelism().map_or(1, |n| n.get()), cpu_model, mem_total_kib, kernel }
 }
 
 /// `git describe --always --dirty` of the crate the bench was built from.
@@ -107,22 +89,13 @@ pub fn git_describe() -> Option<String> {
         .args(["-C", env!("CARGO_MANIFEST_DIR"), "describe", "--always", "--dirty"])
         .output()
         .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// First line of `<bin> --version`.
 pub fn binary_version(bin: &Path) -> Option<String> {
     let out = Command::new(bin).arg("--version").output().ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    })
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").trim().to_string())
 }
 
 /// Minimal HTTP/1.1 GET over a fresh connection; returns the body of a 200.
@@ -131,37 +104,24 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Resu
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::with_capacity(16 * 1024);
     stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("HTTP response without end of headers")?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("HTTP response without end of headers")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let body = &raw[split + 4..];
     let status = head.split_whitespace().nth(1).unwrap_or("");
     if status != "200" {
         bail!("GET {path}: HTTP status {status}");
     }
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(body)?
-    } else {
-        body.to_vec()
-    };
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body)? } else { body.to_vec() };
     String::from_utf8(body).context("response body is not UTF-8")
 }
 
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len());
     loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("truncated chunk header")?;
+        let eol = data.windows(2).position(|w| w == b"\r\n").context("truncated chunk header")?;
         let size_text = std::str::from_utf8(&data[..eol])?;
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
@@ -183,26 +143,18 @@ pub fn sum_samples(body: &str, name: &str, topic: &str) -> u64 {
     let wanted = format!("topic=\"{}\"", escape_label(topic));
     let mut total = 0.0f64;
     for line in body.lines() {
-        let Some(labels_and_value) = line
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('{'))
-        else {
+        let Some(labels_and_value) = line.strip_prefix(name).and_then(|rest| rest.strip_prefix('{')) else {
             continue;
         };
         let Some(close) = labels_and_value.rfind('}') else {
             continue;
         };
         let labels = &labels_and_value[..close];
-        let matches = labels
-            .match_indices(&wanted)
-            .any(|(i, _)| i == 0 || labels.as_bytes()[i - 1] == b',');
+        let matches = labels.match_indices(&wanted).any(|(i, _)| i == 0 || labels.as_bytes()[i - 1] == b',');
         if !matches {
             continue;
         }
-        if let Some(value) = labels_and_value[close + 1..]
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
+        if let Some(value) = labels_and_value[close + 1..].split_whitespace().next().and_then(|v| v.parse::<f64>().ok())
         {
             total += value;
         }
@@ -211,10 +163,7 @@ pub fn sum_samples(body: &str, name: &str, topic: &str) -> u64 {
 }
 
 fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
