@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedHeaders, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
@@ -148,11 +148,13 @@ fn commit(consumer: &BaseConsumer<IngestContext>, metrics: &Metrics, when: &'sta
 }
 
 /// rdkafka headers seen through the decode stage's [`Headers`] trait.
-struct KafkaHeaders<'a>(Option<&'a BorrowedHeaders>);
+/// librdkafka parses a record's headers into a list on first access, so
+/// they are only touched when an envelope source actually needs a header.
+struct KafkaHeaders<'a>(&'a BorrowedMessage<'a>);
 
 impl Headers for KafkaHeaders<'_> {
     fn last(&self, name: &str) -> Option<&[u8]> {
-        let headers = self.0?;
+        let headers = self.0.headers()?;
         (0..headers.count()).rev().map(|i| headers.get(i)).find(|h| h.key == name).and_then(|h| h.value)
     }
 }
@@ -202,7 +204,7 @@ impl Ingest {
                 None => {}
                 Some(Ok(message)) => {
                     let started = Instant::now();
-                    let headers = KafkaHeaders(message.headers());
+                    let headers = KafkaHeaders(&message);
                     let record = Record {
                         topic: message.topic(),
                         partition: message.partition(),
