@@ -27,6 +27,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod observe;
+pub mod quarantine;
 pub mod shutdown;
 pub mod simulate;
 pub mod telemetry;

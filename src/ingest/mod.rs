@@ -17,6 +17,7 @@
 //! before a revocation and flips the readiness latch on the first
 //! assignment.
 
+pub mod offsets;
 pub mod topics;
 
 use std::sync::atomic::{AtomicBool, Ordering};

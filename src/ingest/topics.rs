@@ -33,7 +33,7 @@ impl TopicFilter {
     pub fn is_internal(&self, topic: &str) -> bool {
         topic.starts_with("__")
             || topic.starts_with(&self.config.internal_prefix)
-            || topic.ends_with(&self.config.quarantine_suffix)
+            || crate::config::governance::is_quarantine_topic(&self.config.quarantine_template, topic)
     }
 
     /// The watched subset of `topics`, sorted so that equal sets compare equal.
@@ -87,9 +87,13 @@ mod tests {
 
     #[test]
     fn custom_suffix_and_prefix_are_honoured() {
-        let f = filter("[topics]\nquarantine_suffix = \"-poison\"\ninternal_prefix = \"_pw\"\n");
-        assert!(!f.watches("orders-poison"));
+        let f = filter("[topics]\ninternal_prefix = \"_pw\"\n[quarantine]\ntopic_template = \"poison-{topic}-v1\"\n");
+        assert!(!f.watches("poison-orders-v1"));
         assert!(!f.watches("_pw-repartition"));
         assert!(f.watches("orders.quarantine"));
+        assert!(f.watches("poison--v1"), "an empty source topic name is not a quarantine name");
+        let shared = filter("[quarantine]\ntopic_template = \"all-poison\"\n");
+        assert!(!shared.watches("all-poison"));
+        assert!(shared.watches("orders.quarantine"));
     }
 }

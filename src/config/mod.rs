@@ -24,6 +24,12 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+pub mod governance;
+
+pub use governance::{
+    Action, ContractField, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement, SubjectStrategy,
+};
+
 /// Environment variable that overrides `kafka.bootstrap_servers`.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP";
 
@@ -142,6 +148,9 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub shutdown: RawShutdown,
     pub log: RawLog,
+    pub registry: governance::RawRegistry,
+    pub quarantine: governance::RawQuarantine,
+    pub policies: Vec<governance::RawPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,7 +184,6 @@ pub struct RawTopics {
     pub exclude: Vec<String>,
     pub exclude_internal: bool,
     pub refresh_interval_ms: u64,
-    pub quarantine_suffix: String,
     pub internal_prefix: String,
 }
 
@@ -186,7 +194,6 @@ impl Default for RawTopics {
             exclude: Vec::new(),
             exclude_internal: true,
             refresh_interval_ms: 10_000,
-            quarantine_suffix: ".quarantine".into(),
             internal_prefix: "pipewarden.".into(),
         }
     }
@@ -283,6 +290,17 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub registry: RegistryConfig,
+    pub quarantine: QuarantineConfig,
+    /// Checked in order; the first whose topic patterns match applies.
+    pub policies: Vec<Policy>,
+}
+
+impl Config {
+    /// The policy for `topic`, if any applies.
+    pub fn policy_for(&self, topic: &str) -> Option<&Policy> {
+        self.policies.iter().find(|policy| policy.applies_to(topic))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -322,7 +340,8 @@ pub struct TopicsConfig {
     pub exclude_internal: bool,
     /// How often the topic list is re-read so new topics are picked up.
     pub refresh_interval: Duration,
-    pub quarantine_suffix: String,
+    /// `quarantine.topic_template`, so quarantine topics are never watched.
+    pub quarantine_template: String,
     /// Prefix of pipewarden's own topics (e.g. the repartition topic).
     pub internal_prefix: String,
 }
@@ -426,6 +445,17 @@ impl Config {
         }
     }
 
+    /// Properties every client shares (producer, admin): connection and
+    /// security settings from `[kafka.properties]`.
+    pub fn client_properties(&self) -> Vec<(String, String)> {
+        let mut props = vec![
+            ("bootstrap.servers".to_string(), self.kafka.bootstrap_servers.clone()),
+            ("client.id".to_string(), self.kafka.client_id.clone()),
+        ];
+        props.extend(self.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        props
+    }
+
     /// librdkafka properties for the consumer, pass-through properties last
     /// so they can tune anything pipewarden does not manage.
     pub fn consumer_properties(&self) -> Vec<(String, String)> {
@@ -524,9 +554,6 @@ impl RawConfig {
         if self.topics.refresh_interval_ms == 0 {
             problem("topics.refresh_interval_ms", ProblemKind::Zero);
         }
-        if self.topics.quarantine_suffix.is_empty() {
-            problem("topics.quarantine_suffix", ProblemKind::Empty);
-        }
         if self.topics.internal_prefix.is_empty() {
             problem("topics.internal_prefix", ProblemKind::Empty);
         }
@@ -598,10 +625,16 @@ impl RawConfig {
             }
         };
 
+        let registry = governance::validate_registry(self.registry, &mut problems);
+        let quarantine = governance::validate_quarantine(self.quarantine, &mut problems);
+        let policies = governance::validate_policies(self.policies, &mut problems);
+
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
         Ok(Config {
+            registry,
+            policies,
             kafka: KafkaConfig {
                 bootstrap_servers,
                 group_id: self.kafka.group_id,
@@ -615,7 +648,7 @@ impl RawConfig {
                 exclude,
                 exclude_internal: self.topics.exclude_internal,
                 refresh_interval: Duration::from_millis(self.topics.refresh_interval_ms),
-                quarantine_suffix: self.topics.quarantine_suffix,
+                quarantine_template: quarantine.topic_template.clone(),
                 internal_prefix: self.topics.internal_prefix,
             },
             envelope,
@@ -623,6 +656,7 @@ impl RawConfig {
             metrics: MetricsConfig { max_label_values: self.metrics.max_label_values },
             shutdown: ShutdownConfig { grace_period: Duration::from_millis(self.shutdown.grace_period_ms) },
             log: LogConfig { level: self.log.level, format },
+            quarantine,
         })
     }
 }
@@ -748,7 +782,7 @@ mod tests {
 
     #[test]
     fn the_annotated_example_file_is_valid() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         let config = Config::from_toml(text, &no_env).unwrap_or_else(|err| panic!("{err}"));
         assert!(!config.topics.include.is_empty());
     }
@@ -786,7 +820,6 @@ mod tests {
             include = ["agents\\..*", "(unclosed"]
             exclude = ["[z-a]"]
             refresh_interval_ms = 0
-            quarantine_suffix = ""
             internal_prefix = ""
             [envelope]
             event_type = []
@@ -803,6 +836,22 @@ mod tests {
             [log]
             level = "loud=[["
             format = "xml"
+            [registry]
+            url = "ftp://registry"
+            subject_strategy = "by_mood"
+            on_unavailable = "panic"
+            timeout_ms = 0
+            [quarantine]
+            topic_template = "{topic}"
+            max_in_flight = 0
+            [[policies]]
+            topics = ["ok", "(bad"]
+            required_fields = ["event_id", "colour"]
+            pii = "maybe"
+            pii_kinds = ["email", "shoe_size"]
+            schema = "sometimes"
+            tombstones = "count"
+            max_depth = 0
         "#;
         let found = problems(text);
         type Check = fn(&ProblemKind) -> bool;
@@ -817,7 +866,6 @@ mod tests {
             ("topics.include[1]", |k| matches!(k, ProblemKind::InvalidRegex(_))),
             ("topics.exclude[0]", |k| matches!(k, ProblemKind::InvalidRegex(_))),
             ("topics.refresh_interval_ms", |k| *k == ProblemKind::Zero),
-            ("topics.quarantine_suffix", |k| *k == ProblemKind::Empty),
             ("topics.internal_prefix", |k| *k == ProblemKind::Empty),
             ("envelope.event_type", |k| *k == ProblemKind::Empty),
             ("envelope.trace_id[0]", |k| matches!(k, ProblemKind::InvalidSource(_))),
@@ -830,6 +878,19 @@ mod tests {
             ("shutdown.grace_period_ms", |k| *k == ProblemKind::Zero),
             ("log.level", |k| matches!(k, ProblemKind::InvalidValue(_))),
             ("log.format", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("registry.url", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("registry.subject_strategy", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("registry.on_unavailable", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("registry.timeout_ms", |k| *k == ProblemKind::Zero),
+            ("quarantine.topic_template", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("quarantine.max_in_flight", |k| *k == ProblemKind::Zero),
+            ("policies[0].topics[1]", |k| matches!(k, ProblemKind::InvalidRegex(_))),
+            ("policies[0].required_fields[1]", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("policies[0].pii", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("policies[0].pii_kinds[1]", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("policies[0].schema", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("policies[0].tombstones", |k| matches!(k, ProblemKind::InvalidValue(_))),
+            ("policies[0].max_depth", |k| *k == ProblemKind::Zero),
         ];
         for (path, pred) in expect {
             assert!(has(&found, path, pred), "missing problem at {path}: {found:#?}");

@@ -1,0 +1,250 @@
+//! Quarantine: re-publish poison records, with their origin and reason, to
+//! a quarantine topic, and report each acknowledgement back to the ingest
+//! loop so the record's offset is stored only once its copy is durable.
+//!
+//! In: an invalid record (borrowed from the consumer) and its verdict.
+//! Out: an [`Ack`] per record on a bounded channel, sent from librdkafka's
+//! delivery callback.
+//!
+//! The copy keeps the original key, value bytes, headers and timestamp, goes
+//! to the same partition number when the quarantine topic has it, and adds
+//! the headers listed in `docs/governance.md` (origin coordinates, reason,
+//! bounded error text, schema ID, pipewarden version, observed-at time;
+//! optionally Kafka Connect's `__connect.errors.*` headers). The producer is
+//! idempotent with `acks=all`, so a retried send never duplicates a copy and
+//! an acknowledged copy survives a broker failure. Downstream readers can
+//! still see a copy twice after a pipewarden crash (at-least-once) and drop
+//! duplicates by the origin headers.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use time::format_description::well_known::Rfc3339;
+use tracing::{info, warn};
+
+use crate::config::{Config, QuarantineConfig};
+
+/// Header names added to every quarantined record.
+pub mod header {
+    pub const ORIGIN_TOPIC: &str = "pipewarden.origin.topic";
+    pub const ORIGIN_PARTITION: &str = "pipewarden.origin.partition";
+    pub const ORIGIN_OFFSET: &str = "pipewarden.origin.offset";
+    pub const ORIGIN_TIMESTAMP: &str = "pipewarden.origin.timestamp";
+    pub const REASON: &str = "pipewarden.reason";
+    pub const ERROR: &str = "pipewarden.error";
+    pub const SCHEMA_ID: &str = "pipewarden.schema.id";
+    pub const VERSION: &str = "pipewarden.version";
+    pub const OBSERVED_AT: &str = "pipewarden.observed.at";
+}
+
+/// The outcome of one quarantine write, for the ingest loop.
+#[derive(Debug)]
+pub struct Ack {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// `Err` carries librdkafka's error (for logs only, never a label).
+    pub result: Result<(), String>,
+}
+
+/// Identifies the source record of a copy in the delivery callback.
+pub struct Ticket {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+}
+
+pub struct QuarantineContext {
+    acks: SyncSender<Ack>,
+}
+
+impl ClientContext for QuarantineContext {}
+
+impl ProducerContext for QuarantineContext {
+    type DeliveryOpaque = Box<Ticket>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
+        let result = result.as_ref().map(|_| ()).map_err(|(err, _)| err.to_string());
+        // Never blocks: the ingest loop keeps fewer records in flight than
+        // the channel holds (see `Quarantine::capacity`).
+        let _ = self.acks.send(Ack { topic: ticket.topic, partition: ticket.partition, offset: ticket.offset, result });
+    }
+}
+
+/// What to write about a poison record.
+pub struct Poison<'a> {
+    /// Bounded reason code (a label value elsewhere).
+    pub reason: &'static str,
+    /// Human-readable error; cut to `quarantine.max_error_bytes`.
+    pub error: &'a str,
+    pub schema_id: Option<u32>,
+}
+
+pub struct Quarantine {
+    producer: ThreadedProducer<QuarantineContext>,
+    admin: AdminClient<DefaultClientContext>,
+    runtime: tokio::runtime::Runtime,
+    settings: QuarantineConfig,
+    /// Partition count of each quarantine topic known to exist.
+    topics: HashMap<String, i32>,
+    capacity: usize,
+}
+
+impl Quarantine {
+    /// Builds the producer; acknowledgements arrive on the returned receiver.
+    pub fn new(config: &Config) -> anyhow::Result<(Self, Receiver<Ack>)> {
+        let settings = config.quarantine.clone();
+        let capacity = settings.max_in_flight;
+        let (acks, receiver) = sync_channel(capacity);
+        let mut client_config = ClientConfig::new();
+        for (key, value) in config.client_properties() {
+            client_config.set(key, value);
+        }
+        client_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", settings.write_timeout.as_millis().to_string());
+        let producer = client_config
+            .create_with_context(QuarantineContext { acks })
+            .context("failed to create the quarantine producer")?;
+        let admin = client_config.create().context("failed to create the admin client")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the admin runtime")?;
+        Ok((Self { producer, admin, runtime, settings, topics: HashMap::new(), capacity }, receiver))
+    }
+
+    /// Most copies that may wait for acknowledgement at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Sends the copy of `message`. An `Err` means it could not even be
+    /// queued (the caller blocks the partition and retries later).
+    pub fn send(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        poison: &Poison<'_>,
+        source_partitions: i32,
+    ) -> Result<(), String> {
+        let topic = quarantine_topic_for(&self.settings.topic_template, message.topic());
+        let partitions = self.ensure_topic(&topic, source_partitions)?;
+        let headers = self.headers(message, poison);
+        let ticket = Box::new(Ticket {
+            topic: Arc::from(message.topic()),
+            partition: message.partition(),
+            offset: message.offset(),
+        });
+        let mut record =
+            BaseRecord::with_opaque_to(&topic, ticket).headers(headers).partition(message.partition() % partitions);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        if let Some(timestamp) = message.timestamp().to_millis() {
+            record = record.timestamp(timestamp);
+        }
+        self.producer.send::<[u8], [u8]>(record).map_err(|(err, _)| err.to_string())
+    }
+
+    fn headers(&self, message: &BorrowedMessage<'_>, poison: &Poison<'_>) -> OwnedHeaders {
+        let mut headers = message.headers().map(|h| h.detach()).unwrap_or_default();
+        let error = crate::metrics::truncate_label(poison.error, self.settings.max_error_bytes);
+        let observed_at = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        let mut add = |key: &str, value: &str| {
+            headers = std::mem::take(&mut headers).insert(Header { key, value: Some(value) });
+        };
+        add(header::ORIGIN_TOPIC, message.topic());
+        add(header::ORIGIN_PARTITION, &message.partition().to_string());
+        add(header::ORIGIN_OFFSET, &message.offset().to_string());
+        if let Some(timestamp) = message.timestamp().to_millis() {
+            add(header::ORIGIN_TIMESTAMP, &timestamp.to_string());
+        }
+        add(header::REASON, poison.reason);
+        add(header::ERROR, error);
+        if let Some(id) = poison.schema_id {
+            add(header::SCHEMA_ID, &id.to_string());
+        }
+        add(header::VERSION, env!("CARGO_PKG_VERSION"));
+        add(header::OBSERVED_AT, &observed_at);
+        if self.settings.connect_headers {
+            add("__connect.errors.topic", message.topic());
+            add("__connect.errors.partition", &message.partition().to_string());
+            add("__connect.errors.offset", &message.offset().to_string());
+            add("__connect.errors.exception.class.name", &format!("pipewarden.{}", poison.reason));
+            add("__connect.errors.exception.message", error);
+        }
+        headers
+    }
+
+    /// Partition count of `topic`, creating it (with the source's partition
+    /// count) when missing and allowed. Blocks the caller: runs once per topic.
+    fn ensure_topic(&mut self, topic: &str, source_partitions: i32) -> Result<i32, String> {
+        if let Some(&partitions) = self.topics.get(topic) {
+            return Ok(partitions);
+        }
+        let timeout = Duration::from_secs(10);
+        // Listing all topics never triggers broker-side auto-creation.
+        let existing = |admin: &AdminClient<DefaultClientContext>| -> Result<Option<i32>, String> {
+            let metadata = admin.inner().fetch_metadata(None, timeout).map_err(|e| e.to_string())?;
+            Ok(metadata.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len() as i32))
+        };
+        let partitions = match existing(&self.admin)? {
+            Some(partitions) if partitions > 0 => partitions,
+            _ if self.settings.create_topics => {
+                let new = NewTopic::new(topic, source_partitions.max(1), TopicReplication::Fixed(-1));
+                let options = AdminOptions::new().operation_timeout(Some(timeout));
+                let results =
+                    self.runtime.block_on(self.admin.create_topics([&new], &options)).map_err(|e| e.to_string())?;
+                for result in results {
+                    match result {
+                        Ok(_) => info!(topic, partitions = source_partitions, "quarantine topic created"),
+                        Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((_, code)) => return Err(format!("cannot create quarantine topic {topic}: {code}")),
+                    }
+                }
+                source_partitions.max(1)
+            }
+            _ => return Err(format!("quarantine topic {topic} does not exist and quarantine.create_topics is false")),
+        };
+        self.topics.insert(topic.to_string(), partitions);
+        Ok(partitions)
+    }
+
+    /// Waits up to `timeout` for every queued copy to be acknowledged.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(err) = self.producer.flush(timeout) {
+            warn!(error = %err, in_flight = self.producer.in_flight_count(), "quarantine flush incomplete");
+        }
+    }
+}
+
+/// `{topic}` in the template is replaced by the source topic; a template
+/// without it names one shared quarantine topic.
+pub fn quarantine_topic_for(template: &str, topic: &str) -> String {
+    template.replace("{topic}", topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_the_template() {
+        assert_eq!(quarantine_topic_for("{topic}.quarantine", "orders"), "orders.quarantine");
+        assert_eq!(quarantine_topic_for("quarantine.{topic}", "a.b"), "quarantine.a.b");
+        assert_eq!(quarantine_topic_for("pipeline-quarantine", "orders"), "pipeline-quarantine");
+    }
+}
