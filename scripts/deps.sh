@@ -6,7 +6,7 @@
 # sudo when available).
 set -euo pipefail
 
-packages=(cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev)
+packages=(curl cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -35,5 +35,17 @@ java_major=$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.sp
 if [ "${java_major%%.*}" -lt 17 ] 2>/dev/null; then
   echo "deps: Java 17 or newer is required (found $java_major)" >&2
   exit 1
+fi
+# The local schema registry (Apicurio 3) needs Java 21 or newer beside the
+# broker's Java 17; scripts/registry.sh finds it in /usr/lib/jvm.
+found21=0
+for java in "${REGISTRY_JAVA_HOME:-/nonexistent}/bin/java" /usr/lib/jvm/*/bin/java; do
+  [ -x "$java" ] || continue
+  major=$("$java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}')
+  if [ "${major%%.*}" -ge 21 ] 2>/dev/null; then found21=1; break; fi
+done
+if [ "$found21" = 0 ]; then
+  echo "deps: the local schema registry needs Java 21 or newer (set REGISTRY_JAVA_HOME, or point SCHEMA_REGISTRY_URL at a registry)" >&2
+  [ -n "${SCHEMA_REGISTRY_URL:-}" ] || exit 1
 fi
 echo "deps: ok"

@@ -163,7 +163,7 @@ ready() { # pid
 
 show_log_tail() {
   echo "--- last lines of ${LOG#"$ROOT"/} ---" >&2
-  tail -n 30 "$LOG" 2>/dev/null >&2 || echo "(no server log)" >&2
+  tail -n 30 "$LOG" >&2 2>/dev/null || echo "(no server log)" >&2
   if [[ -s "$OUT" ]]; then
     echo "--- last lines of ${OUT#"$ROOT"/} ---" >&2
     tail -n 15 "$OUT" >&2

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as README and CI run it: installs missing build
-# dependencies, starts the local Kafka broker if none is reachable (and stops
-# it again afterwards if it started it), then runs every test.
+# dependencies, starts the local Kafka broker and schema registry if none is
+# reachable (and stops them again afterwards if it started them), then runs
+# every test.
 #   KAFKA_BOOTSTRAP=host:port   use another cluster instead of the local one
+#   SCHEMA_REGISTRY_URL=url     use another Confluent-compatible registry
 #   extra arguments go to cargo test (e.g. scripts/test.sh ingest)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,8 +21,19 @@ else
   bash scripts/kafka.sh start
   started_kafka=1
 fi
-cleanup() { if [ "$started_kafka" = 1 ]; then bash scripts/kafka.sh stop; fi; }
+started_registry=0
+registry=${SCHEMA_REGISTRY_URL:-http://127.0.0.1:${REGISTRY_PORT:-8081}/apis/ccompat/v7}
+if curl -fsS -o /dev/null "$registry/subjects" 2>/dev/null; then
+  echo "test: using the schema registry at $registry"
+else
+  bash scripts/registry.sh start
+  started_registry=1
+fi
+cleanup() {
+  if [ "$started_registry" = 1 ]; then bash scripts/registry.sh stop; fi
+  if [ "$started_kafka" = 1 ]; then bash scripts/kafka.sh stop; fi
+}
 trap cleanup EXIT
 
-export KAFKA_BOOTSTRAP=$bootstrap
+export KAFKA_BOOTSTRAP=$bootstrap SCHEMA_REGISTRY_URL=$registry
 cargo test --locked --all-targets "$@"

@@ -4,8 +4,9 @@
 //! scraper asks for it in `Accept` (Prometheus does by default; exemplars
 //! need it), otherwise the classic Prometheus text format 0.0.4.
 //! `/healthz` answers 200 while the process serves requests; `/readyz`
-//! answers 200 once the consumer has its partition assignment and 503
-//! before that or while shutting down.
+//! answers 200 once the consumer has its partition assignment, and 503 with
+//! every reason before that, while shutting down, while the schema registry
+//! is unavailable or while quarantine writes fail.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,9 +64,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: waiting for partition assignment\n").into_response()
+    match state.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reasons) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", reasons.join("; "))).into_response()
+        }
     }
 }

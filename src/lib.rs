@@ -4,7 +4,9 @@
 //! The data path, one record at a time:
 //!
 //! ```text
-//! ingest (rdkafka consumer thread) ──► decode (wire format, envelope) ──► observe (metrics)
+//! ingest (rdkafka consumer thread) ──► decode (wire format, envelope) ──► validate (verdict)
+//!        │                                                       ├──► observe (metrics)
+//!        │                                                       └──► quarantine (copy, await ack)
 //!        └── offset stored only after the record's outcome is complete
 //! http (axum): /metrics /healthz /readyz
 //! ```
@@ -13,7 +15,9 @@
 //! - [`config`] — TOML → raw structs → validated [`config::Config`]; every problem at once.
 //! - [`ingest`] — the consumer loop, topic discovery, rebalance handling, offsets.
 //! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
-//! - [`observe`] — the observe stage (`Record` in, metrics recorded, `Outcome` out).
+//! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
+//! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
+//! - [`quarantine`] — poison records copied to quarantine topics with their origin.
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
 //! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`] — wiring and the shutdown sequence; [`shutdown`] — signals.
@@ -31,3 +35,4 @@ pub mod quarantine;
 pub mod shutdown;
 pub mod simulate;
 pub mod telemetry;
+pub mod validate;

@@ -44,6 +44,28 @@ pub struct FormatLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub topic: String,
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PiiLabels {
+    pub topic: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PauseLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventTypeLabels {
     pub topic: String,
     pub event_type: String,
@@ -188,6 +210,19 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     pub watched_topics: Gauge,
     pub label_overflow: Family<LabelNameLabels, Counter>,
+    pub verdicts: Family<VerdictLabels, Counter>,
+    pub invalid_records: Family<ProblemLabels, Counter>,
+    pub unverified_records: Family<ProblemLabels, Counter>,
+    pub pii_detections: Family<PiiLabels, Counter>,
+    pub quarantined_records: Family<TopicLabels, Counter>,
+    pub quarantine_failures: Family<TopicLabels, Counter>,
+    pub quarantine_in_flight: Gauge,
+    pub paused_partitions: Family<PauseLabels, Gauge>,
+    pub schema_registry_up: Gauge,
+    pub schema_cache_schemas: Gauge,
+    pub schema_cache_lookups: Family<ResultLabels, Counter>,
+    pub schema_fetches: Family<ResultLabels, Counter>,
+    pub topic_naming_warnings: Family<TopicLabels, Gauge>,
     pub topic_limiter: LabelLimiter,
     pub event_type_limiter: LabelLimiter,
     pub producer_limiter: LabelLimiter,
@@ -211,6 +246,19 @@ impl Metrics {
             assigned_partitions: Gauge::default(),
             watched_topics: Gauge::default(),
             label_overflow: Family::default(),
+            verdicts: Family::default(),
+            invalid_records: Family::default(),
+            unverified_records: Family::default(),
+            pii_detections: Family::default(),
+            quarantined_records: Family::default(),
+            quarantine_failures: Family::default(),
+            quarantine_in_flight: Gauge::default(),
+            paused_partitions: Family::default(),
+            schema_registry_up: Gauge::default(),
+            schema_cache_schemas: Gauge::default(),
+            schema_cache_lookups: Family::default(),
+            schema_fetches: Family::default(),
+            topic_naming_warnings: Family::default(),
             topic_limiter: LabelLimiter::new("topic", max_label_values),
             event_type_limiter: LabelLimiter::new("event_type", max_label_values),
             producer_limiter: LabelLimiter::new("producer", max_label_values),
@@ -279,6 +327,71 @@ impl Metrics {
             "Label values replaced by __overflow__ because a label reached metrics.max_label_values",
             metrics.label_overflow.clone(),
         );
+        registry.register(
+            "verdicts",
+            "Records by validation verdict: valid, invalid, unverified",
+            metrics.verdicts.clone(),
+        );
+        registry.register(
+            "invalid_records",
+            "Invalid records by bounded reason (see docs/governance.md)",
+            metrics.invalid_records.clone(),
+        );
+        registry.register(
+            "unverified_records",
+            "Records that passed without a full check, by reason (registry_unavailable, no_schema, unusable_schema)",
+            metrics.unverified_records.clone(),
+        );
+        registry.register(
+            "pii_detections",
+            "Records whose string values contain PII, by kind (email, payment_card, phone, iban)",
+            metrics.pii_detections.clone(),
+        );
+        registry.register(
+            "quarantined_records",
+            "Invalid records whose quarantine copy the broker acknowledged, by source topic",
+            metrics.quarantined_records.clone(),
+        );
+        registry.register(
+            "quarantine_failures",
+            "Quarantine writes that failed (the partition pauses and retries), by source topic",
+            metrics.quarantine_failures.clone(),
+        );
+        registry.register(
+            "quarantine_in_flight",
+            "Quarantine copies sent and not yet acknowledged",
+            metrics.quarantine_in_flight.clone(),
+        );
+        registry.register(
+            "paused_partitions",
+            "Partitions paused by pipewarden, by reason (schema_unavailable, quarantine_failed)",
+            metrics.paused_partitions.clone(),
+        );
+        registry.register(
+            "schema_registry_up",
+            "1 when the last schema registry request succeeded (or no registry is used), else 0",
+            metrics.schema_registry_up.clone(),
+        );
+        registry.register(
+            "schema_cache_schemas",
+            "Compiled schemas held in the schema cache",
+            metrics.schema_cache_schemas.clone(),
+        );
+        registry.register(
+            "schema_cache_lookups",
+            "Schema cache lookups by result (hit, miss)",
+            metrics.schema_cache_lookups.clone(),
+        );
+        registry.register(
+            "schema_fetches",
+            "Schema fetches from the registry by result (ok, not_found, unavailable)",
+            metrics.schema_fetches.clone(),
+        );
+        registry.register(
+            "topic_naming_warnings",
+            "1 for watched topics whose names describe agents (agent2_to_agent3) rather than events",
+            metrics.topic_naming_warnings.clone(),
+        );
         // Pre-create the bounded error series so rate() works from the first scrape.
         for kind in [
             ConsumerErrorKind::consume,
@@ -292,6 +405,9 @@ impl Metrics {
         }
         for kind in [RebalanceKind::assign, RebalanceKind::revoke, RebalanceKind::error] {
             let _ = metrics.rebalances.get_or_create(&RebalanceLabels { kind });
+        }
+        for reason in ["schema_unavailable", "quarantine_failed"] {
+            let _ = metrics.paused_partitions.get_or_create(&PauseLabels { reason });
         }
         for result in [CommitResult::success, CommitResult::failure] {
             let _ = metrics.offset_commits.get_or_create(&CommitLabels { result });
@@ -400,11 +516,20 @@ mod tests {
         metrics.producer_events.get_or_create(&ProducerLabels { topic: "t".into(), producer: "p".into() }).inc();
         metrics.topic_label("a");
         metrics.topic_label("b");
+        metrics.verdicts.get_or_create(&VerdictLabels { topic: "t".into(), verdict: "valid" }).inc();
+        metrics.invalid_records.get_or_create(&ProblemLabels { topic: "t".into(), reason: "pii" }).inc();
+        metrics.unverified_records.get_or_create(&ProblemLabels { topic: "t".into(), reason: "no_schema" }).inc();
+        metrics.pii_detections.get_or_create(&PiiLabels { topic: "t".into(), kind: "email" }).inc();
+        metrics.quarantined_records.get_or_create(&topic()).inc();
+        metrics.quarantine_failures.get_or_create(&topic()).inc();
+        metrics.schema_cache_lookups.get_or_create(&ResultLabels { result: "hit" }).inc();
+        metrics.schema_fetches.get_or_create(&ResultLabels { result: "ok" }).inc();
+        metrics.topic_naming_warnings.get_or_create(&topic()).set(1);
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         let names: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
-        assert!(names.len() >= 15, "{names:?}");
+        assert!(names.len() >= 28, "{names:?}");
         for name in names {
             assert!(docs.contains(&format!("`{name}`")), "{name} is not documented in docs/metrics.md");
         }

@@ -1,10 +1,11 @@
-//! The observe stage: one record in, metrics recorded, an [`Outcome`] out.
+//! The observe stage: a record, its envelope and its verdict in, metrics
+//! recorded.
 //!
-//! In the data path this sits after ingest: the consumer loop hands every
-//! record to [`Observer::handle`], which extracts the envelope (decode) and
-//! records throughput, event types, producers, contract problems and event
-//! age. It is plain synchronous code with no broker in sight, so it is
-//! unit-tested directly.
+//! In the data path this sits after decode and validate: the consumer loop
+//! hands every record to [`Observer::observe`], which records throughput,
+//! event types, producers, contract problems, event age, verdicts, invalid
+//! reasons and PII kinds. It is plain synchronous code with no broker in
+//! sight, so it is unit-tested directly.
 //!
 //! Metric handles are cached per topic (and per event type and producer
 //! within a topic), so the valid path does no label hashing in the metrics
@@ -15,17 +16,21 @@
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::config::Config;
+use crate::decode::{Envelope, EnvelopeProblem, Headers, PayloadFormat};
+use crate::metrics::{
+    truncate_label, EventTypeLabels, Metrics, PiiLabels, ProblemLabels, ProducerLabels, TopicLabels, VerdictLabels,
+    OVERFLOW, UNKNOWN,
+};
+use crate::validate::pii::PiiKind;
+use crate::validate::{Checked, Reason, UnverifiedReason, Verdict};
 
 /// Handle caches are looked up once per record and label; aHash is several
 /// times faster than the default SipHash at these key sizes and keeps a
 /// random per-process seed (label values come from the data).
 type HashMap<K, V> = ahash::AHashMap<K, V>;
-use prometheus_client::metrics::histogram::Histogram;
-
-use crate::config::Config;
-use crate::decode::envelope::TooManyPointers;
-use crate::decode::{EnvelopeExtractor, EnvelopeProblem, Headers, PayloadFormat};
-use crate::metrics::{truncate_label, EventTypeLabels, Metrics, ProducerLabels, TopicLabels, OVERFLOW, UNKNOWN};
 
 /// One consumed record, independent of the Kafka client.
 pub struct Record<'a, H: Headers + ?Sized> {
@@ -39,17 +44,6 @@ pub struct Record<'a, H: Headers + ?Sized> {
     pub headers: &'a H,
 }
 
-/// What happened to a record. The consumer stores its offset once the
-/// outcome is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Metrics recorded; the record met the envelope contract.
-    Observed,
-    /// Metrics recorded; the record broke the envelope contract (the
-    /// reasons are counted in `pipewarden_envelope_problems_total`).
-    ObservedWithProblems,
-}
-
 /// Cached metric handles of one topic.
 struct TopicHandles {
     label: String,
@@ -60,10 +54,13 @@ struct TopicHandles {
     problems: [Option<Counter>; EnvelopeProblem::ALL.len()],
     event_types: HashMap<Box<str>, Counter>,
     producers: HashMap<Box<str>, Counter>,
+    verdicts: [Option<Counter>; 3],
+    invalid: [Option<Counter>; Reason::ALL.len()],
+    unverified: [Option<Counter>; UnverifiedReason::ALL.len()],
+    pii: [Option<Counter>; PiiKind::ALL.len()],
 }
 
 pub struct Observer {
-    extractor: EnvelopeExtractor,
     metrics: Arc<Metrics>,
     max_label_values: usize,
     max_label_length: usize,
@@ -71,20 +68,25 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, TooManyPointers> {
-        Ok(Self {
-            extractor: EnvelopeExtractor::new(&config.envelope)?,
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+        Self {
             metrics,
             max_label_values: config.metrics.max_label_values,
             max_label_length: config.envelope.max_label_length,
             topics: HashMap::default(),
-        })
+        }
     }
 
-    /// Observes one record. `now_us` is the wall clock in microseconds since
-    /// the epoch, passed in so tests control time.
-    pub fn handle<H: Headers + ?Sized>(&mut self, record: &Record<'_, H>, now_us: i64) -> Outcome {
-        let envelope = self.extractor.extract(record.payload, record.headers);
+    /// Observes one record with its envelope and verdict. `now_us` is the
+    /// wall clock in microseconds since the epoch, passed in so tests control
+    /// time.
+    pub fn observe<H: Headers + ?Sized>(
+        &mut self,
+        record: &Record<'_, H>,
+        envelope: &Envelope<'_>,
+        checked: &Checked,
+        now_us: i64,
+    ) {
         let metrics = &self.metrics;
         let handles = topic_handles(&mut self.topics, metrics, self.max_label_values, record.topic);
 
@@ -123,10 +125,44 @@ impl Observer {
             handles.age.observe(now_us.saturating_sub(event_time_us).max(0) as f64 / 1e6);
         }
 
-        if envelope.problems.is_empty() {
-            Outcome::Observed
-        } else {
-            Outcome::ObservedWithProblems
+        let topic = &handles.label;
+        let (slot, verdict) = match checked.verdict {
+            Verdict::Valid => (0, "valid"),
+            Verdict::Invalid { .. } => (1, "invalid"),
+            Verdict::Unverified(_) => (2, "unverified"),
+            // Not observed: the record is read again once its schema is known.
+            Verdict::Wait => return,
+        };
+        handles.verdicts[slot]
+            .get_or_insert_with(|| {
+                metrics.verdicts.get_or_create_owned(&VerdictLabels { topic: topic.clone(), verdict })
+            })
+            .inc();
+        match checked.verdict {
+            Verdict::Invalid { reason, .. } => {
+                handles.invalid[reason as usize]
+                    .get_or_insert_with(|| {
+                        let labels = ProblemLabels { topic: topic.clone(), reason: reason.as_str() };
+                        metrics.invalid_records.get_or_create_owned(&labels)
+                    })
+                    .inc();
+            }
+            Verdict::Unverified(reason) => {
+                handles.unverified[reason as usize]
+                    .get_or_insert_with(|| {
+                        let labels = ProblemLabels { topic: topic.clone(), reason: reason.as_str() };
+                        metrics.unverified_records.get_or_create_owned(&labels)
+                    })
+                    .inc();
+            }
+            _ => {}
+        }
+        for kind in checked.pii.iter() {
+            handles.pii[kind as usize]
+                .get_or_insert_with(|| {
+                    metrics.pii_detections.get_or_create_owned(&PiiLabels { topic: topic.clone(), kind: kind.as_str() })
+                })
+                .inc();
         }
     }
 }
@@ -152,6 +188,10 @@ fn topic_handles<'m>(
             problems: Default::default(),
             event_types: HashMap::default(),
             producers: HashMap::default(),
+            verdicts: Default::default(),
+            invalid: Default::default(),
+            unverified: Default::default(),
+            pii: Default::default(),
         };
         topics.insert(key.into(), handles);
     }
@@ -188,14 +228,34 @@ fn admitted(key: &str, admit: impl FnOnce(&str) -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::ProblemLabels;
+    use crate::decode::EnvelopeExtractor;
 
     const NO_HEADERS: &[(&str, &[u8])] = &[];
 
-    fn observer(toml: &str) -> (Observer, Arc<Metrics>) {
+    /// An observer plus the extractor the ingest loop would run before it.
+    struct Harness {
+        extractor: EnvelopeExtractor,
+        observer: Observer,
+    }
+
+    impl Harness {
+        fn handle(&mut self, record: &Record<'_, [(&str, &[u8])]>, now_us: i64) -> bool {
+            let envelope = self.extractor.extract(record.payload, record.headers);
+            self.observer.observe(
+                record,
+                &envelope,
+                &Checked { verdict: Verdict::Valid, pii: Default::default() },
+                now_us,
+            );
+            envelope.problems.is_empty()
+        }
+    }
+
+    fn observer(toml: &str) -> (Harness, Arc<Metrics>) {
         let config = Config::from_toml(toml, &|_| None).unwrap();
         let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
-        (Observer::new(&config, metrics.clone()).unwrap(), metrics)
+        let extractor = EnvelopeExtractor::new(&config.envelope).unwrap();
+        (Harness { extractor, observer: Observer::new(&config, metrics.clone()) }, metrics)
     }
 
     fn record<'a>(topic: &'a str, payload: &'a [u8]) -> Record<'a, [(&'a str, &'a [u8])]> {
@@ -218,7 +278,7 @@ mod tests {
         let (mut observer, metrics) = observer("");
         let payload = br#"{"event_type":"a.created","trace_id":"t","event_id":"e","created_at":"1970-01-01T00:00:01Z","schema_version":"1","producer":"agent-1"}"#;
         for _ in 0..3 {
-            assert_eq!(observer.handle(&record("orders", payload), 3_000_000), Outcome::Observed);
+            assert!(observer.handle(&record("orders", payload), 3_000_000));
         }
         assert_eq!(count(&metrics, "orders"), 3);
         let bytes = metrics.record_bytes.get_or_create(&TopicLabels { topic: "orders".into() }).get();
@@ -244,8 +304,7 @@ mod tests {
     #[test]
     fn problems_are_counted_by_reason_and_age_falls_back_to_the_kafka_timestamp() {
         let (mut observer, metrics) = observer("");
-        let outcome = observer.handle(&record("orders", b"{\"event_type\":"), 2_000_000);
-        assert_eq!(outcome, Outcome::ObservedWithProblems);
+        assert!(!observer.handle(&record("orders", b"{\"event_type\":"), 2_000_000));
         let invalid = metrics
             .envelope_problems
             .get_or_create(&ProblemLabels { topic: "orders".into(), reason: "invalid_json" })

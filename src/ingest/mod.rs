@@ -2,44 +2,61 @@
 //!
 //! A librdkafka `BaseConsumer` is polled on a dedicated OS thread, not on
 //! the async runtime: the per-record work is synchronous and short, and a
-//! blocking poll loop has no per-record task wake-up. For each record the
-//! loop calls the observe stage and then stores the record's offset; the
-//! stored offsets are committed by librdkafka every
-//! `kafka.commit_interval_ms`, before partitions are revoked, and once more
-//! at shutdown. An offset is therefore never committed before its record's
-//! outcome is complete (at-least-once).
+//! blocking poll loop has no per-record task wake-up. For each record:
+//!
+//! ```text
+//! decode (envelope) → validate (verdict) → observe (metrics) → outcome
+//!   valid / unverified / invalid but only counted → offset stored at once
+//!   invalid and quarantined → copy sent; offset stored when it is acknowledged
+//!   no verdict yet (schema being fetched) → partition paused, retried later
+//! ```
+//!
+//! Offsets are stored in order per partition ([`offsets::OffsetTracker`])
+//! and committed by librdkafka every `kafka.commit_interval_ms`, before
+//! partitions are revoked, and once more at shutdown: an offset is never
+//! committed before its record's outcome is durable (at-least-once).
+//!
+//! Each iteration first handles quarantine acknowledgements, then due
+//! retries of paused partitions, and only then polls for new records, so
+//! completed work is always released before more is taken on (the way a
+//! biased select would). The number of unacknowledged quarantine copies is
+//! bounded by `quarantine.max_in_flight`; at the bound the loop waits for
+//! acknowledgements instead of fetching.
 //!
 //! The subscription is an explicit topic list kept up to date by
 //! [`topics::TopicFilter`] (see there for why not a librdkafka regex).
-//!
-//! Rebalances arrive through [`IngestContext`], which logs and counts them,
-//! keeps `pipewarden_assigned_partitions` current, commits stored offsets
-//! before a revocation and flips the readiness latch on the first
-//! assignment.
 
+mod context;
+pub mod health;
 pub mod offsets;
 pub mod topics;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
-use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
-use tracing::{debug, error, info, warn};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::decode::Headers;
-use crate::metrics::{CommitResult, ConsumerErrorKind, Metrics, RebalanceKind};
+use crate::decode::{EnvelopeExtractor, Headers};
+use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
+use crate::quarantine::{Ack, Poison, Quarantine};
+use crate::validate::cache::SchemaCache;
+use crate::validate::{Validator, Verdict};
+pub use context::IngestContext;
+pub use health::Health;
+use offsets::{BlockReason, OffsetTracker, TopicPartition};
 use topics::TopicFilter;
 
 /// How long one poll waits for a record; bounds how quickly the loop sees a
-/// shutdown request and a due topic refresh.
+/// shutdown request, an acknowledgement and a due retry.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How long a metadata request for the topic list may take.
@@ -48,109 +65,19 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// How soon a failed topic listing is retried.
 const METADATA_RETRY: Duration = Duration::from_secs(1);
 
-/// Shared health state, read by `/readyz`.
-#[derive(Debug, Default)]
-pub struct Health {
-    /// Set once the group coordinator has given this instance an assignment.
-    assigned: AtomicBool,
-    /// Set when shutdown starts, so load balancers stop sending traffic.
-    stopping: AtomicBool,
-}
+/// First retry of a partition waiting for its schema: a cache miss on a
+/// healthy registry is answered in milliseconds.
+const SCHEMA_RETRY: Duration = Duration::from_millis(50);
 
-impl Health {
-    pub fn is_ready(&self) -> bool {
-        self.assigned.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
-    }
+/// Longest retry delay of a paused partition.
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
-    pub fn set_stopping(&self) {
-        self.stopping.store(true, Ordering::Release);
-    }
-}
-
-/// Consumer callbacks: logging, errors, rebalances, commits.
-pub struct IngestContext {
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-}
-
-impl ClientContext for IngestContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                error!(target: "librdkafka", facility, "{message}")
-            }
-            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", facility, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                info!(target: "librdkafka", facility, "{message}")
-            }
-            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility, "{message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.metrics.record_consumer_error(ConsumerErrorKind::client);
-        warn!(error = %error, reason, "kafka client error");
-    }
-}
-
-impl ConsumerContext for IngestContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(partitions) => {
-                self.metrics.record_rebalance(RebalanceKind::revoke);
-                info!(partitions = partitions.count(), "partitions revoked");
-                // Commit what was processed so the next owner does not
-                // re-read it (at-least-once allows it, but it costs).
-                commit(consumer, &self.metrics, "revoke");
-            }
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(err) => {
-                self.metrics.record_rebalance(RebalanceKind::error);
-                warn!(error = %err, "rebalance error");
-            }
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            self.metrics.record_rebalance(RebalanceKind::assign);
-            info!(partitions = partitions.count(), "partitions assigned");
-            self.health.assigned.store(true, Ordering::Release);
-        }
-        if let Ok(assignment) = consumer.assignment() {
-            self.metrics.assigned_partitions.set(assignment.count() as i64);
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.metrics.record_commit(CommitResult::success),
-            // Nothing new was stored since the last commit.
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(err) => {
-                self.metrics.record_commit(CommitResult::failure);
-                self.metrics.record_consumer_error(ConsumerErrorKind::commit);
-                warn!(error = %err, "offset commit failed");
-            }
-        }
-    }
-}
-
-/// Synchronous commit of the stored offsets; the commit callback counts it.
-fn commit(consumer: &BaseConsumer<IngestContext>, metrics: &Metrics, when: &'static str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => debug!(when, "offsets committed"),
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(err) => {
-            metrics.record_consumer_error(ConsumerErrorKind::commit);
-            warn!(when, error = %err, "offset commit failed");
-        }
-    }
-}
+/// How long shutdown waits for outstanding quarantine acknowledgements.
+const QUARANTINE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// rdkafka headers seen through the decode stage's [`Headers`] trait.
 /// librdkafka parses a record's headers into a list on first access, so
-/// they are only touched when an envelope source actually needs a header.
+/// they are only touched when a source actually needs a header.
 struct KafkaHeaders<'a>(&'a BorrowedMessage<'a>);
 
 impl Headers for KafkaHeaders<'_> {
@@ -160,15 +87,33 @@ impl Headers for KafkaHeaders<'_> {
     }
 }
 
-/// The consumer and everything the loop needs; built on the caller's thread
-/// so configuration errors surface at start-up, then moved to its own thread.
+/// The consumer and every stage; built on the caller's thread so
+/// configuration errors surface at start-up, then moved to its own thread.
 pub struct Ingest {
-    consumer: BaseConsumer<IngestContext>,
+    /// Shared so the loop can hold a record borrowed from the consumer while
+    /// the stages (`&mut self`) process it.
+    consumer: Arc<BaseConsumer<IngestContext>>,
     filter: TopicFilter,
+    extractor: EnvelopeExtractor,
+    validator: Validator,
     observer: Observer,
+    quarantine: Quarantine,
+    acks: Receiver<Ack>,
+    tracker: OffsetTracker,
+    cache: Arc<SchemaCache>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Partitions revoked in a rebalance callback, forgotten by the loop.
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
     refresh_interval: Duration,
+    quarantine_retry: Duration,
     subscription: Vec<String>,
+    /// Partition count of each watched topic (quarantine topics copy it).
+    partition_counts: HashMap<String, i32>,
+    /// Shared topic names for the offset tracker's keys.
+    topic_names: HashMap<Box<str>, Arc<str>>,
+    /// Last cache counters, to turn them into counter increments.
+    cache_seen: [u64; 5],
 }
 
 impl Ingest {
@@ -177,64 +122,273 @@ impl Ingest {
         for (key, value) in config.consumer_properties() {
             client_config.set(key, value);
         }
-        let context = IngestContext { metrics: metrics.clone(), health };
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let context = IngestContext::new(metrics.clone(), health.clone(), revoked.clone());
         let consumer: BaseConsumer<IngestContext> =
             client_config.create_with_context(context).context("failed to create the kafka consumer")?;
-        let observer = Observer::new(config, metrics.clone()).context("failed to build the envelope extractor")?;
+        let extractor = EnvelopeExtractor::new(&config.envelope).context("failed to build the envelope extractor")?;
+        let cache = crate::validate::schema_cache(&config.registry)
+            .map_err(|err| anyhow::anyhow!("failed to set up schemas: {err}"))?;
+        let cache = Arc::new(cache);
+        let (quarantine, acks) = Quarantine::new(config)?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             filter: TopicFilter::new(config.topics.clone()),
-            observer,
+            extractor,
+            validator: Validator::new(config, cache.clone()),
+            observer: Observer::new(config, metrics.clone()),
+            quarantine,
+            acks,
+            tracker: OffsetTracker::default(),
+            cache,
             metrics,
+            health,
+            revoked,
             refresh_interval: config.topics.refresh_interval,
+            quarantine_retry: config.quarantine.retry_backoff,
             subscription: Vec::new(),
+            partition_counts: HashMap::new(),
+            topic_names: HashMap::new(),
+            cache_seen: [0; 5],
         })
     }
 
-    /// Runs until `stop` is set: poll, observe, store offset. Then commits
-    /// the stored offsets and closes the consumer (leaving the group).
+    /// Runs until `stop` is set. Then waits (briefly) for outstanding
+    /// quarantine acknowledgements, commits the stored offsets and closes
+    /// the consumer (leaving the group).
     pub fn run(mut self, stop: &AtomicBool) {
+        let consumer = self.consumer.clone();
         let mut next_refresh = Instant::now();
-        let mut records: u64 = 0;
+        let mut next_stats = Instant::now();
         while !stop.load(Ordering::Acquire) {
-            if Instant::now() >= next_refresh {
+            self.drain_acks();
+            self.forget_revoked();
+            let now = Instant::now();
+            if !self.tracker.is_idle() {
+                self.retry_due(now);
+            }
+            if now >= next_refresh {
                 let ok = self.refresh_subscription();
                 next_refresh = Instant::now() + if ok { self.refresh_interval } else { METADATA_RETRY };
             }
-            match self.consumer.poll(POLL_TIMEOUT) {
-                None => {}
-                Some(Ok(message)) => {
-                    let started = Instant::now();
-                    let headers = KafkaHeaders(&message);
-                    let record = Record {
-                        topic: message.topic(),
-                        partition: message.partition(),
-                        offset: message.offset(),
-                        timestamp_ms: message.timestamp().to_millis(),
-                        payload: message.payload(),
-                        headers: &headers,
-                    };
-                    self.observer.handle(&record, now_us());
-                    self.metrics.processing.observe(started.elapsed().as_secs_f64());
-                    // The outcome is complete: only now may the offset be committed.
-                    if let Err(err) = self.consumer.store_offset_from_message(&message) {
-                        self.metrics.record_consumer_error(ConsumerErrorKind::offset_store);
-                        warn!(topic = message.topic(), partition = message.partition(), error = %err, "offset store failed");
-                    }
-                    records += 1;
+            if now >= next_stats {
+                self.update_stats();
+                next_stats = now + Duration::from_secs(1);
+            }
+            if self.tracker.in_flight() >= self.quarantine.capacity() {
+                // Backpressure: wait for acknowledgements rather than fetch more.
+                if let Ok(ack) = self.acks.recv_timeout(POLL_TIMEOUT) {
+                    self.handle_ack(ack);
                 }
+                continue;
+            }
+            match consumer.poll(POLL_TIMEOUT) {
+                None => {}
+                Some(Ok(message)) => self.process(&message),
                 Some(Err(err)) => {
                     self.metrics.record_consumer_error(ConsumerErrorKind::consume);
                     warn!(error = %err, "consume error");
                 }
             }
         }
-        info!(records, "ingest stopping: committing offsets");
-        commit(&self.consumer, &self.metrics, "shutdown");
+        info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
+        self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
+        self.drain_acks();
+        context::commit(&self.consumer, &self.metrics, "shutdown");
         // Dropping the consumer closes it: it leaves the group so its
         // partitions move to other replicas at once.
-        drop(self.consumer);
+        drop(self);
+        drop(consumer);
         info!("consumer closed");
+    }
+
+    /// One record through decode, validate, observe and its outcome.
+    fn process(&mut self, message: &BorrowedMessage<'_>) {
+        let started = Instant::now();
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+        if !self.tracker.is_idle() {
+            let tp = self.topic_partition(topic, partition);
+            if self.tracker.skips(&tp, offset) {
+                // Its partition is paused at an earlier record: it will be read again.
+                return;
+            }
+        }
+        let headers = KafkaHeaders(message);
+        let record = Record {
+            topic,
+            partition,
+            offset,
+            timestamp_ms: message.timestamp().to_millis(),
+            payload: message.payload(),
+            headers: &headers,
+        };
+        let envelope = self.extractor.extract(record.payload, &headers);
+        let checked = self.validator.check(topic, record.payload, &envelope, &headers);
+        if checked.verdict == Verdict::Wait {
+            self.block(topic, partition, offset, BlockReason::SchemaUnavailable);
+            return;
+        }
+        self.observer.observe(&record, &envelope, &checked, now_us());
+
+        if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
+            let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
+            let partitions = self.partition_counts.get(topic).copied().unwrap_or(1);
+            match self.quarantine.send(message, &poison, partitions) {
+                Ok(()) => {
+                    let tp = self.topic_partition(topic, partition);
+                    self.tracker.begin(&tp, offset);
+                }
+                Err(err) => {
+                    self.metrics.quarantine_failures.get_or_create(&TopicLabels { topic: topic.to_string() }).inc();
+                    warn!(topic, partition, offset, error = %err, "quarantine write failed; pausing the partition");
+                    self.block(topic, partition, offset, BlockReason::QuarantineFailed);
+                }
+            }
+        } else if self.tracker.is_idle() {
+            // The common case: nothing waits on this partition.
+            self.store_from_message(message);
+        } else {
+            let tp = self.topic_partition(topic, partition);
+            if let Some(done) = self.tracker.done(&tp, offset) {
+                self.store(&tp, done);
+            }
+        }
+        self.metrics.processing.observe(started.elapsed().as_secs_f64());
+    }
+
+    fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {
+        if let Some(name) = self.topic_names.get(topic) {
+            return (name.clone(), partition);
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.topic_names.insert(topic.into(), name.clone());
+        (name, partition)
+    }
+
+    fn store_from_message(&self, message: &BorrowedMessage<'_>) {
+        if let Err(err) = self.consumer.store_offset_from_message(message) {
+            self.metrics.record_consumer_error(ConsumerErrorKind::offset_store);
+            warn!(topic = message.topic(), partition = message.partition(), error = %err, "offset store failed");
+        }
+    }
+
+    /// Stores `offset` as processed (librdkafka commits `offset + 1`).
+    fn store(&self, tp: &TopicPartition, offset: i64) {
+        if let Err(err) = self.consumer.store_offset(&tp.0, tp.1, offset) {
+            self.metrics.record_consumer_error(ConsumerErrorKind::offset_store);
+            warn!(topic = %tp.0, partition = tp.1, error = %err, "offset store failed");
+        }
+    }
+
+    fn drain_acks(&mut self) {
+        while let Ok(ack) = self.acks.try_recv() {
+            self.handle_ack(ack);
+        }
+    }
+
+    fn handle_ack(&mut self, ack: Ack) {
+        let tp = (ack.topic, ack.partition);
+        match ack.result {
+            Ok(()) => {
+                self.metrics.quarantined_records.get_or_create(&TopicLabels { topic: tp.0.to_string() }).inc();
+                if let Some(offset) = self.tracker.acknowledged(&tp, ack.offset) {
+                    self.store(&tp, offset);
+                }
+            }
+            Err(err) => {
+                self.metrics.quarantine_failures.get_or_create(&TopicLabels { topic: tp.0.to_string() }).inc();
+                warn!(topic = %tp.0, partition = tp.1, offset = ack.offset, error = %err, "quarantine write failed; pausing the partition");
+                self.block(&tp.0.clone(), tp.1, ack.offset, BlockReason::QuarantineFailed);
+            }
+        }
+        self.metrics.quarantine_in_flight.set(self.tracker.in_flight() as i64);
+    }
+
+    /// Pauses a partition at `offset`; it is retried with exponential backoff.
+    fn block(&mut self, topic: &str, partition: i32, offset: i64, reason: BlockReason) {
+        let tp = self.topic_partition(topic, partition);
+        let base = match reason {
+            BlockReason::SchemaUnavailable => SCHEMA_RETRY,
+            BlockReason::QuarantineFailed => self.quarantine_retry,
+        };
+        let attempts = self.tracker.attempts(&tp).min(16);
+        let backoff = base.saturating_mul(1 << attempts).min(MAX_RETRY);
+        let blocked = self.tracker.block(&tp, offset, reason, Instant::now() + backoff);
+        if blocked.attempts == 1 || blocked.attempts.is_multiple_of(10) {
+            info!(
+                topic,
+                partition,
+                offset = blocked.offset,
+                reason = reason.as_str(),
+                attempts = blocked.attempts,
+                "partition paused"
+            );
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        if let Err(err) = self.consumer.pause(&list) {
+            warn!(topic, partition, error = %err, "pause failed");
+        }
+        self.update_paused();
+    }
+
+    /// Seeks paused partitions back to their block point and resumes them.
+    fn retry_due(&mut self, now: Instant) {
+        let due = self.tracker.due(now);
+        if due.is_empty() {
+            return;
+        }
+        for ((topic, partition), offset) in due {
+            if let Err(err) = self.consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(1)) {
+                // The partition may have been revoked meanwhile; its next owner starts from the committed offset.
+                warn!(topic = %topic, partition, offset, error = %err, "seek failed");
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            if let Err(err) = self.consumer.resume(&list) {
+                warn!(topic = %topic, partition, error = %err, "resume failed");
+            }
+        }
+        self.update_paused();
+    }
+
+    fn forget_revoked(&mut self) {
+        let revoked = std::mem::take(&mut *self.revoked.lock().expect("revoked list lock poisoned"));
+        if revoked.is_empty() {
+            return;
+        }
+        for (topic, partition) in revoked {
+            let tp = self.topic_partition(&topic, partition);
+            self.tracker.forget(&tp);
+        }
+        self.update_paused();
+    }
+
+    fn update_paused(&self) {
+        for reason in [BlockReason::SchemaUnavailable, BlockReason::QuarantineFailed] {
+            let count = self.tracker.blocked_count(reason);
+            self.metrics.paused_partitions.get_or_create(&PauseLabels { reason: reason.as_str() }).set(count as i64);
+            if reason == BlockReason::QuarantineFailed {
+                self.health.set_quarantine_blocked(count);
+            }
+        }
+        self.metrics.quarantine_in_flight.set(self.tracker.in_flight() as i64);
+    }
+
+    /// Copies the schema cache's counters into the metrics, once a second.
+    fn update_stats(&mut self) {
+        let stats = self.cache.stats();
+        let now = [stats.hits, stats.misses, stats.fetch_ok, stats.fetch_not_found, stats.fetch_unavailable];
+        let names = [("hit", true), ("miss", true), ("ok", false), ("not_found", false), ("unavailable", false)];
+        for ((value, seen), (result, is_lookup)) in now.iter().zip(self.cache_seen.iter_mut()).zip(names) {
+            let family = if is_lookup { &self.metrics.schema_cache_lookups } else { &self.metrics.schema_fetches };
+            family.get_or_create(&crate::metrics::ResultLabels { result }).inc_by(value.saturating_sub(*seen));
+            *seen = *value;
+        }
+        self.metrics.schema_cache_schemas.set(stats.cached_schemas as i64);
+        let available = self.cache.registry_available();
+        self.metrics.schema_registry_up.set(i64::from(available));
+        self.health.set_registry_down(!available);
     }
 
     /// Re-reads the topic list and resubscribes if the watched set changed.
@@ -248,11 +402,19 @@ impl Ingest {
                 return false;
             }
         };
+        for topic in metadata.topics() {
+            self.partition_counts.insert(topic.name().to_string(), topic.partitions().len() as i32);
+        }
         let watched = self.filter.select(metadata.topics().iter().map(|t| t.name()));
         if watched == self.subscription {
             return true;
         }
         self.metrics.watched_topics.set(watched.len() as i64);
+        for topic in &watched {
+            if topics::names_agents(topic) {
+                self.metrics.topic_naming_warnings.get_or_create(&TopicLabels { topic: topic.clone() }).set(1);
+            }
+        }
         let result = if watched.is_empty() {
             self.consumer.unsubscribe();
             Ok(())

@@ -65,9 +65,16 @@ struct Partition {
 pub struct OffsetTracker {
     partitions: HashMap<TopicPartition, Partition>,
     in_flight: usize,
+    blocked: usize,
 }
 
 impl OffsetTracker {
+    /// Nothing waits and nothing is blocked: every record can be stored the
+    /// moment it is done, without looking anything up (the common case).
+    pub fn is_idle(&self) -> bool {
+        self.in_flight == 0 && self.blocked == 0
+    }
+
     /// Whether a record at `offset` must be skipped because its partition is
     /// blocked at or before it.
     pub fn skips(&self, tp: &TopicPartition, offset: i64) -> bool {
@@ -125,7 +132,9 @@ impl OffsetTracker {
             Some(existing) if existing.offset <= offset => existing,
             _ => Blocked { offset, reason, retry_at, attempts: partition.attempts },
         };
-        partition.blocked = Some(blocked);
+        if partition.blocked.replace(blocked).is_none() {
+            self.blocked += 1;
+        }
         blocked
     }
 
@@ -144,6 +153,7 @@ impl OffsetTracker {
                 due.push((tp.clone(), blocked.offset));
             }
         }
+        self.blocked -= due.len();
         due
     }
 
@@ -162,12 +172,8 @@ impl OffsetTracker {
     pub fn forget(&mut self, tp: &TopicPartition) {
         if let Some(partition) = self.partitions.remove(tp) {
             self.in_flight -= partition.waiting.iter().filter(|(_, done)| !done).count();
+            self.blocked -= usize::from(partition.blocked.is_some());
         }
-    }
-
-    pub fn forget_all(&mut self) {
-        self.partitions.clear();
-        self.in_flight = 0;
     }
 }
 
@@ -183,6 +189,7 @@ mod tests {
     #[test]
     fn done_records_are_stored_at_once() {
         let mut tracker = OffsetTracker::default();
+        assert!(tracker.is_idle());
         assert_eq!(tracker.done(&tp(0), 0), Some(0));
         assert_eq!(tracker.done(&tp(0), 1), Some(1));
         assert_eq!(tracker.done(&tp(1), 7), Some(7));
@@ -229,7 +236,9 @@ mod tests {
         let blocked = tracker.block(&tp(0), 15, BlockReason::SchemaUnavailable, now);
         assert_eq!((blocked.offset, blocked.reason), (12, BlockReason::QuarantineFailed));
         assert!(tracker.due(now).is_empty());
+        assert!(!tracker.is_idle());
         assert_eq!(tracker.due(now + Duration::from_secs(1)), vec![(tp(0), 12)]);
+        assert_eq!(tracker.blocked_count(BlockReason::QuarantineFailed), 0);
         assert!(!tracker.skips(&tp(0), 12));
         assert_eq!(tracker.attempts(&tp(0)), 2);
         assert_eq!(tracker.done(&tp(0), 12), Some(12));
@@ -255,7 +264,9 @@ mod tests {
         tracker.forget(&tp(0));
         assert_eq!(tracker.in_flight(), 1);
         assert_eq!(tracker.acknowledged(&tp(0), 1), None);
-        tracker.forget_all();
-        assert_eq!(tracker.in_flight(), 0);
+        tracker.block(&tp(1), 0, BlockReason::SchemaUnavailable, Instant::now());
+        assert!(!tracker.is_idle());
+        tracker.forget(&tp(1));
+        assert!(tracker.is_idle());
     }
 }

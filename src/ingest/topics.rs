@@ -45,6 +45,29 @@ impl TopicFilter {
     }
 }
 
+/// Whether a topic name describes who talks to whom (`agent2_to_agent3`,
+/// `classifier-to-router`, `a2b`) rather than what happened: such topics
+/// couple producers to consumers and break when the pipeline changes.
+pub fn names_agents(topic: &str) -> bool {
+    let lower = topic.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    if words.windows(3).any(|w| w[1] == "to" || w[1] == "2") && words.len() >= 3 {
+        return true;
+    }
+    // agent2agent3, a2b: letters, an optional number, "2", letters.
+    words.iter().any(|word| {
+        let bytes = word.as_bytes();
+        bytes.iter().enumerate().any(|(i, &b)| {
+            b == b'2'
+                && i > 0
+                && i + 1 < bytes.len()
+                && bytes[i + 1].is_ascii_alphabetic()
+                && bytes[..i].iter().any(u8::is_ascii_alphabetic)
+                && word.contains("agent")
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +85,19 @@ mod tests {
         assert!(!f.watches("__transaction_state"));
         assert!(!f.watches("support.ticket.created.quarantine"));
         assert!(!f.watches("pipewarden.observations"));
+    }
+
+    #[test]
+    fn agent_to_agent_names_are_flagged_and_event_names_are_not() {
+        for name in
+            ["agent2_to_agent3", "classifier-to-router", "planner.to.executor", "agent1-2-agent2", "agent2agent3"]
+        {
+            assert!(names_agents(name), "{name}");
+        }
+        for name in ["support.ticket.created", "orders", "doc.entities.resolved", "v2.orders", "agent-events", "to-do"]
+        {
+            assert!(!names_agents(name), "{name}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub async fn run_source(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut started = 0u64;
     tracing::info!(agent = agent.name(), rate, max = ?max, "source started");
-    while max.map_or(true, |m| started < m) {
+    while max.is_none_or(|m| started < m) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => break,

@@ -134,6 +134,100 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
     (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).collect()
 }
 
+/// Base URL of the Confluent-compatible schema registry started by the test script.
+pub fn registry_url() -> String {
+    std::env::var("SCHEMA_REGISTRY_URL").unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".to_string())
+}
+
+/// Registers a schema under `subject` through the registry's REST API; returns its global ID.
+pub fn register_schema(base: &str, subject: &str, schema_type: &str, schema: &str) -> u32 {
+    let mut body = serde_json::json!({ "schema": schema });
+    if schema_type != "AVRO" {
+        body["schemaType"] = serde_json::Value::from(schema_type);
+    }
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{base}/subjects/{subject}/versions"))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(body.to_string())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .expect("register schema");
+    let status = response.status();
+    let text = response.text().unwrap();
+    assert!(status.is_success(), "register {subject}: {status} {text}");
+    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    parsed["id"].as_u64().expect("id") as u32
+}
+
+/// Every record of `topic` up to its current end, in partition and offset order.
+pub fn read_all(topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let ends = end_offsets(topic, partitions);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let total: i64 = ends.iter().sum();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < total {
+        assert!(Instant::now() < deadline, "read {} of {total} records of {topic}", out.len());
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            out.push(message.expect("read").detach());
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}
+
+/// A TCP forwarder in front of a real server whose outage the test controls:
+/// while down, connections are accepted and dropped at once.
+pub struct Outage {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Outage {
+    pub fn forward_to(target: std::net::SocketAddr) -> Outage {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !flag.load(Ordering::Acquire) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(target) else { continue };
+                let (mut client_read, mut server_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut server_read, mut client_write) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_read, &mut server_write);
+                    let _ = server_write.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Outage { port, up }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::Release);
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -152,11 +246,15 @@ pub struct DaemonOptions<'a> {
     pub group: &'a str,
     pub commit_interval_ms: u64,
     pub extra: &'a str,
+    /// Replaces the default `[[policies]]`, `[registry]` and `[quarantine]` sections when set.
+    pub governance: &'a str,
+    /// Extra lines of `[kafka.properties]`.
+    pub kafka_properties: &'a str,
 }
 
 impl<'a> DaemonOptions<'a> {
     pub fn new(include: &'a str, group: &'a str) -> Self {
-        Self { include, group, commit_interval_ms: 1_000, extra: "" }
+        Self { include, group, commit_interval_ms: 1_000, extra: "", governance: "", kafka_properties: "" }
     }
 }
 
@@ -173,6 +271,7 @@ commit_interval_ms = {commit}
 [kafka.properties]
 "fetch.wait.max.ms" = "50"
 "topic.metadata.refresh.interval.ms" = "1000"
+{kafka_properties}
 [topics]
 include = ["{include}"]
 refresh_interval_ms = 500
@@ -181,12 +280,15 @@ listen = "127.0.0.1:{port}"
 [shutdown]
 grace_period_ms = 15000
 {extra}
+{governance}
 "#,
             bootstrap = bootstrap(),
             group = options.group,
             commit = options.commit_interval_ms,
             include = options.include.replace('\\', "\\\\"),
             extra = options.extra,
+            governance = options.governance,
+            kafka_properties = options.kafka_properties,
         );
         let config_path = dir.path().join("pipewarden.toml");
         std::fs::File::create(&config_path).unwrap().write_all(config.as_bytes()).unwrap();
@@ -273,6 +375,13 @@ grace_period_ms = 15000
     /// Value of one sample, e.g. `metric(r#"pipewarden_records_total{topic="t"}"#)`; 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
         self.scrape().map_or(0.0, |text| sample(&text, series))
+    }
+
+    /// Kills the process without a graceful shutdown (SIGKILL).
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits for the exit status.

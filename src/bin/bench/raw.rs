@@ -98,7 +98,7 @@ pub fn consume(args: &RawArgs) -> anyhow::Result<()> {
             }
             None => polls = polls.next_multiple_of(1024),
         }
-        if polls % 1024 == 0 && Instant::now() > deadline {
+        if polls.is_multiple_of(1024) && Instant::now() > deadline {
             bail!("raw consumer saw {count} of {} records in {} s", args.records, args.timeout_secs);
         }
     };

@@ -1,0 +1,106 @@
+//! Consumer callbacks: librdkafka logs, client errors, rebalances, commits.
+//!
+//! They run on the ingest thread, inside `poll()`. Rebalances are logged
+//! and counted; before partitions are revoked the stored offsets are
+//! committed, and the revoked partitions are handed to the loop so it
+//! forgets their pending state; the first assignment makes `/readyz` ready.
+//! See <https://docs.confluent.io/platform/current/clients/librdkafka/html/classRdKafka_1_1RebalanceCb.html>.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use super::Health;
+use crate::metrics::{CommitResult, ConsumerErrorKind, Metrics, RebalanceKind};
+
+pub struct IngestContext {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    revoked: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl IngestContext {
+    pub fn new(metrics: Arc<Metrics>, health: Arc<Health>, revoked: Arc<Mutex<Vec<(String, i32)>>>) -> Self {
+        Self { metrics, health, revoked }
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.record_consumer_error(ConsumerErrorKind::client);
+        warn!(error = %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                self.metrics.record_rebalance(RebalanceKind::revoke);
+                info!(partitions = partitions.count(), "partitions revoked");
+                // Commit what was processed so the next owner does not
+                // re-read it (at-least-once allows it, but it costs).
+                commit(consumer, &self.metrics, "revoke");
+                let mut revoked = self.revoked.lock().expect("revoked list lock poisoned");
+                revoked.extend(partitions.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(err) => {
+                self.metrics.record_rebalance(RebalanceKind::error);
+                warn!(error = %err, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.metrics.record_rebalance(RebalanceKind::assign);
+            info!(partitions = partitions.count(), "partitions assigned");
+            self.health.assigned.store(true, Ordering::Release);
+        }
+        if let Ok(assignment) = consumer.assignment() {
+            self.metrics.assigned_partitions.set(assignment.count() as i64);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => self.metrics.record_commit(CommitResult::success),
+            // Nothing new was stored since the last commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => {
+                self.metrics.record_commit(CommitResult::failure);
+                self.metrics.record_consumer_error(ConsumerErrorKind::commit);
+                warn!(error = %err, "offset commit failed");
+            }
+        }
+    }
+}
+
+/// Synchronous commit of the stored offsets; the commit callback counts it.
+pub fn commit(consumer: &BaseConsumer<IngestContext>, metrics: &Metrics, when: &'static str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => debug!(when, "offsets committed"),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(err) => {
+            metrics.record_consumer_error(ConsumerErrorKind::commit);
+            warn!(when, error = %err, "offset commit failed");
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! Validate: one record and its envelope in, a [`Verdict`] out.
+//!
+//! In the data path this sits between decode and observe. The checks run
+//! cheapest first, under the policy of the record's topic (first
+//! `[[policies]]` entry whose patterns match):
+//!
+//! 1. tombstones and empty values, by their own policy;
+//! 2. size (`oversize`) and JSON nesting depth (`too_deep`);
+//! 3. well-formed JSON object (`not_json`), from the envelope walk;
+//! 4. the event contract: required fields present (`missing_field`) and of
+//!    the right type (`bad_field_type`);
+//! 5. the schema: by the wire-format ID (or `__value_schema_id` header),
+//!    else by subject (strategy from config, version from `schema_version`
+//!    when the registry has it, else latest): `unknown_schema_id`,
+//!    `unknown_schema`, `schema_mismatch`, `bad_wire_format`;
+//! 6. PII detectors over string values (`pii`), counted or quarantined.
+//!
+//! A schema that is not cached yet never yields a verdict: the record gets
+//! [`Verdict::Wait`] (the ingest loop pauses its partition and retries) or,
+//! when the registry is down and `registry.on_unavailable = "unverified"`,
+//! [`Verdict::Unverified`]. A registry outage is never a reason to
+//! quarantine.
+//!
+//! Plain synchronous code: the schema cache answers from memory and fetches
+//! misses on its own thread.
+
+pub mod cache;
+pub mod pii;
+pub mod registry;
+pub mod schema;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{
+    Action, Config, ContractField, OnUnavailable, Policy, RegistryConfig, SchemaRequirement, SubjectStrategy,
+};
+use crate::decode::{Envelope, EnvelopeProblem, Headers, PayloadFormat};
+use cache::{CacheSettings, Lookup, SchemaCache, SchemaSource};
+use pii::{PiiKind, PiiKinds, PiiScanner};
+use registry::{RegistryClient, RegistrySettings};
+use schema::ViolationReason;
+
+/// Builds the schema cache from `[registry]`: a registry client when a URL is
+/// set, else the schema folder (read now, so bad files fail the start-up).
+pub fn schema_cache(config: &RegistryConfig) -> Result<SchemaCache, String> {
+    let source = match &config.url {
+        Some(url) => SchemaSource::Registry(RegistryClient::new(RegistrySettings {
+            url: url.clone(),
+            username: config.username.clone(),
+            password: config.password.clone(),
+            ca_file: config.ca_file.clone(),
+            timeout: config.timeout,
+        })?),
+        None => SchemaSource::Local(config.schemas_dir.clone()),
+    };
+    let settings =
+        CacheSettings { max_schemas: config.max_schemas, subject_ttl: config.subject_ttl, ..CacheSettings::default() };
+    SchemaCache::new(source, settings)
+}
+
+/// Why a record is invalid: a closed set, the only error label on metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    NotJson,
+    BadWireFormat,
+    UnknownSchemaId,
+    UnknownSchema,
+    SchemaMismatch,
+    MissingField,
+    BadFieldType,
+    Oversize,
+    TooDeep,
+    EmptyPayload,
+    Tombstone,
+    Pii,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 12] = [
+        Reason::NotJson,
+        Reason::BadWireFormat,
+        Reason::UnknownSchemaId,
+        Reason::UnknownSchema,
+        Reason::SchemaMismatch,
+        Reason::MissingField,
+        Reason::BadFieldType,
+        Reason::Oversize,
+        Reason::TooDeep,
+        Reason::EmptyPayload,
+        Reason::Tombstone,
+        Reason::Pii,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotJson => "not_json",
+            Reason::BadWireFormat => "bad_wire_format",
+            Reason::UnknownSchemaId => "unknown_schema_id",
+            Reason::UnknownSchema => "unknown_schema",
+            Reason::SchemaMismatch => "schema_mismatch",
+            Reason::MissingField => "missing_field",
+            Reason::BadFieldType => "bad_field_type",
+            Reason::Oversize => "oversize",
+            Reason::TooDeep => "too_deep",
+            Reason::EmptyPayload => "empty_payload",
+            Reason::Tombstone => "tombstone",
+            Reason::Pii => "pii",
+        }
+    }
+}
+
+/// Why a record passed without a full check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnverifiedReason {
+    /// The registry could not be reached (`registry.on_unavailable = "unverified"`).
+    RegistryUnavailable,
+    /// No schema exists for the record's subject (`schema = "if_available"`).
+    NoSchema,
+    /// The schema the record names does not compile.
+    UnusableSchema,
+}
+
+impl UnverifiedReason {
+    pub const ALL: [UnverifiedReason; 3] =
+        [UnverifiedReason::RegistryUnavailable, UnverifiedReason::NoSchema, UnverifiedReason::UnusableSchema];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnverifiedReason::RegistryUnavailable => "registry_unavailable",
+            UnverifiedReason::NoSchema => "no_schema",
+            UnverifiedReason::UnusableSchema => "unusable_schema",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid {
+        reason: Reason,
+        /// Human-readable, for the quarantine header and debug logs; never a label.
+        detail: Cow<'static, str>,
+        schema_id: Option<u32>,
+        /// Whether the policy sends it to quarantine (else it is only counted).
+        quarantine: bool,
+    },
+    Unverified(UnverifiedReason),
+    /// The schema is being fetched: no verdict yet; retry the record later.
+    Wait,
+}
+
+/// A verdict plus what the PII detectors found (counted even when the
+/// policy only counts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub verdict: Verdict,
+    pub pii: PiiKinds,
+}
+
+impl Checked {
+    fn new(verdict: Verdict) -> Self {
+        Self { verdict, pii: PiiKinds::default() }
+    }
+}
+
+struct CompiledPolicy {
+    policy: Policy,
+    pii: PiiScanner,
+}
+
+pub struct Validator {
+    cache: Arc<SchemaCache>,
+    policies: Vec<CompiledPolicy>,
+    /// Index of the policy of each topic seen (`None`: no policy applies).
+    topic_policy: HashMap<Box<str>, Option<usize>>,
+    /// `<topic>-value` per topic, so the common strategy allocates once.
+    topic_subjects: HashMap<Box<str>, String>,
+    strategy: SubjectStrategy,
+    on_unavailable: OnUnavailable,
+}
+
+impl Validator {
+    pub fn new(config: &Config, cache: Arc<SchemaCache>) -> Self {
+        let policies = config
+            .policies
+            .iter()
+            .map(|policy| {
+                let mut kinds = PiiKinds::default();
+                for kind in PiiKind::ALL {
+                    if policy.pii_kinds.iter().any(|k| k == kind.as_str()) {
+                        kinds.insert(kind);
+                    }
+                }
+                CompiledPolicy { policy: policy.clone(), pii: PiiScanner::new(kinds) }
+            })
+            .collect();
+        Self {
+            cache,
+            policies,
+            topic_policy: HashMap::new(),
+            topic_subjects: HashMap::new(),
+            strategy: config.registry.subject_strategy,
+            on_unavailable: config.registry.on_unavailable,
+        }
+    }
+
+    fn policy_index(&mut self, topic: &str) -> Option<usize> {
+        if let Some(index) = self.topic_policy.get(topic) {
+            return *index;
+        }
+        let index = self.policies.iter().position(|p| p.policy.applies_to(topic));
+        self.topic_policy.insert(topic.into(), index);
+        index
+    }
+
+    pub fn check<H: Headers + ?Sized>(
+        &mut self,
+        topic: &str,
+        payload: Option<&[u8]>,
+        envelope: &Envelope<'_>,
+        headers: &H,
+    ) -> Checked {
+        let Some(index) = self.policy_index(topic) else {
+            return Checked::new(Verdict::Valid);
+        };
+        let policy = &self.policies[index].policy;
+        let invalid = |reason: Reason, detail: Cow<'static, str>, schema_id: Option<u32>| {
+            Checked::new(Verdict::Invalid {
+                reason,
+                detail,
+                schema_id,
+                quarantine: policy.invalid == Action::Quarantine,
+            })
+        };
+
+        // 1. Tombstones and empty values.
+        let Some(payload) = payload else {
+            return match policy.tombstones {
+                Action::Quarantine => invalid(Reason::Tombstone, "null value (tombstone)".into(), None),
+                _ => Checked::new(Verdict::Valid),
+            };
+        };
+        if payload.is_empty() {
+            return match policy.empty_payloads {
+                Action::Quarantine => invalid(Reason::EmptyPayload, "zero-length value".into(), None),
+                _ => Checked::new(Verdict::Valid),
+            };
+        }
+
+        // 2. Size and depth.
+        if payload.len() > policy.max_payload_bytes {
+            let detail = format!("value of {} bytes exceeds {} bytes", payload.len(), policy.max_payload_bytes);
+            return invalid(Reason::Oversize, detail.into(), envelope.schema_id);
+        }
+        let body =
+            if envelope.schema_id.is_some() { &payload[crate::decode::wire::WIRE_PREFIX_LEN..] } else { payload };
+        let is_json = envelope.format != PayloadFormat::ConfluentBinary;
+        if is_json && json_depth_exceeds(body, policy.max_depth) {
+            let detail = format!("JSON nesting deeper than {} levels", policy.max_depth);
+            return invalid(Reason::TooDeep, detail.into(), envelope.schema_id);
+        }
+
+        // 3. and 4. Well-formed JSON and the event contract.
+        if is_json {
+            if let Some((reason, detail)) = contract_violation(policy, envelope) {
+                return invalid(reason, detail.into(), envelope.schema_id);
+            }
+        }
+
+        // 5. Schema.
+        let schema_id = envelope.schema_id.or_else(|| header_schema_id(headers));
+        let lookup = match schema_id {
+            Some(id) => Some(self.cache.by_id(id)),
+            None if policy.schema == SchemaRequirement::Off || !is_json => None,
+            None => self.lookup_subject(topic, envelope),
+        };
+        let policy = &self.policies[index].policy;
+        let invalid = |reason: Reason, detail: Cow<'static, str>| {
+            Checked::new(Verdict::Invalid {
+                reason,
+                detail,
+                schema_id,
+                quarantine: policy.invalid == Action::Quarantine,
+            })
+        };
+        match lookup {
+            Some(Lookup::Ready(schema)) => {
+                if let Err(violation) = schema.validate(body) {
+                    let reason = match violation.reason {
+                        ViolationReason::NotJson => Reason::NotJson,
+                        ViolationReason::SchemaMismatch => Reason::SchemaMismatch,
+                        ViolationReason::BadWireFormat => Reason::BadWireFormat,
+                    };
+                    return invalid(reason, violation.detail.into());
+                }
+            }
+            Some(Lookup::NotFound) => match schema_id {
+                Some(id) => {
+                    return invalid(Reason::UnknownSchemaId, format!("schema id {id} is not registered").into())
+                }
+                None if policy.schema == SchemaRequirement::Required => {
+                    return invalid(Reason::UnknownSchema, "no schema registered for the record's subject".into())
+                }
+                None => return Checked::new(Verdict::Unverified(UnverifiedReason::NoSchema)),
+            },
+            Some(Lookup::Invalid) => return Checked::new(Verdict::Unverified(UnverifiedReason::UnusableSchema)),
+            Some(Lookup::Pending) => {
+                // A first lookup on a healthy registry waits briefly; only an
+                // outage may let records through unverified, if so configured.
+                return if !self.cache.registry_available() && self.on_unavailable == OnUnavailable::Unverified {
+                    Checked::new(Verdict::Unverified(UnverifiedReason::RegistryUnavailable))
+                } else {
+                    Checked::new(Verdict::Wait)
+                };
+            }
+            None => {}
+        }
+
+        // 6. PII.
+        let compiled = &self.policies[index];
+        let mut checked = Checked::new(Verdict::Valid);
+        if compiled.policy.pii != Action::Off && is_json {
+            if let Ok(found) = compiled.pii.scan_json(body) {
+                checked.pii = found;
+                if !found.is_empty() && compiled.policy.pii == Action::Quarantine {
+                    let kinds: Vec<&str> = found.iter().map(PiiKind::as_str).collect();
+                    checked.verdict = Verdict::Invalid {
+                        reason: Reason::Pii,
+                        detail: format!("payload contains {}", kinds.join(", ")).into(),
+                        schema_id,
+                        quarantine: true,
+                    };
+                }
+            }
+        }
+        checked
+    }
+
+    /// Subject lookup for plain JSON: the record's `schema_version` when the
+    /// registry has it, else the latest version.
+    fn lookup_subject(&mut self, topic: &str, envelope: &Envelope<'_>) -> Option<Lookup> {
+        let subject: Cow<'_, str> = match self.strategy {
+            SubjectStrategy::TopicName => {
+                if !self.topic_subjects.contains_key(topic) {
+                    self.topic_subjects.insert(topic.into(), format!("{topic}-value"));
+                }
+                Cow::Borrowed(self.topic_subjects[topic].as_str())
+            }
+            SubjectStrategy::RecordName => Cow::Borrowed(envelope.event_type.as_deref()?),
+            SubjectStrategy::TopicRecordName => Cow::Owned(format!("{topic}-{}", envelope.event_type.as_deref()?)),
+        };
+        if let Some(version) = envelope.schema_version.as_deref() {
+            match self.cache.by_subject(&subject, Some(version)) {
+                Lookup::NotFound => {}
+                found => return Some(found),
+            }
+        }
+        Some(self.cache.by_subject(&subject, None))
+    }
+}
+
+/// The first contract problem of a record under its policy.
+fn contract_violation(policy: &Policy, envelope: &Envelope<'_>) -> Option<(Reason, &'static str)> {
+    let problems = envelope.problems;
+    let verdict = |reason: Reason, detail: &'static str| Some((reason, detail));
+    if problems.contains(EnvelopeProblem::InvalidJson) {
+        return verdict(Reason::NotJson, "payload is not well-formed JSON");
+    }
+    if problems.contains(EnvelopeProblem::NotAnObject) {
+        return verdict(Reason::NotJson, "payload is JSON but not an object");
+    }
+    // A field that is present with the wrong type is also "missing" as a
+    // string; report the more precise reason.
+    if problems.contains(EnvelopeProblem::InvalidFieldType) {
+        return verdict(Reason::BadFieldType, "a contract field is not a string");
+    }
+    for field in &policy.required_fields {
+        let (missing, name) = match field {
+            ContractField::EventType => (EnvelopeProblem::MissingEventType, "missing event_type"),
+            ContractField::EventId => (EnvelopeProblem::MissingEventId, "missing event_id"),
+            ContractField::TraceId => (EnvelopeProblem::MissingTraceId, "missing trace_id"),
+            ContractField::CreatedAt => (EnvelopeProblem::MissingCreatedAt, "missing created_at"),
+            ContractField::SchemaVersion => (EnvelopeProblem::MissingSchemaVersion, "missing schema_version"),
+            ContractField::Producer => (EnvelopeProblem::MissingProducer, "missing producer"),
+        };
+        if problems.contains(missing) {
+            return verdict(Reason::MissingField, name);
+        }
+    }
+    if problems.contains(EnvelopeProblem::InvalidCreatedAt)
+        && policy.required_fields.contains(&ContractField::CreatedAt)
+    {
+        return verdict(Reason::BadFieldType, "created_at is not an RFC 3339 timestamp");
+    }
+    None
+}
+
+/// Schema ID from a `__value_schema_id` header: decimal text, or 4 bytes big-endian.
+fn header_schema_id<H: Headers + ?Sized>(headers: &H) -> Option<u32> {
+    let value = headers.last("__value_schema_id")?;
+    match std::str::from_utf8(value).ok().and_then(|text| text.trim().parse().ok()) {
+        Some(id) => Some(id),
+        None => <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes),
+    }
+}
+
+/// Whether JSON nesting (objects and arrays) goes deeper than `max_depth`.
+/// A single byte scan that skips strings; it does not validate the JSON.
+pub fn json_depth_exceeds(json: &[u8], max_depth: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max_depth {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_scan_counts_nesting_outside_strings() {
+        assert!(!json_depth_exceeds(br#"{"a":{"b":[1,2]}}"#, 3));
+        assert!(json_depth_exceeds(br#"{"a":{"b":[1,2]}}"#, 2));
+        assert!(!json_depth_exceeds(br#"{"a":"[[[[[[\"{{{{"}"#, 1));
+        let deep = "[".repeat(10_000);
+        assert!(json_depth_exceeds(deep.as_bytes(), 64));
+    }
+
+    #[test]
+    fn reasons_have_distinct_labels() {
+        let mut labels: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn schema_id_header_accepts_text_and_binary() {
+        let text: &[(&str, &[u8])] = &[("__value_schema_id", b"42")];
+        assert_eq!(header_schema_id(text), Some(42));
+        let binary: &[(&str, &[u8])] = &[("__value_schema_id", &[0, 0, 1, 0])];
+        assert_eq!(header_schema_id(binary), Some(256));
+        let none: &[(&str, &[u8])] = &[];
+        assert_eq!(header_schema_id(none), None);
+    }
+}
