@@ -143,7 +143,7 @@ fn produce_mixed(topic: &str, avro_id: u32) -> (PoisonSet, usize) {
     let mut n = 0;
     let mut send = |payload: &[u8], headers: &[(&str, &str)], next: &mut [i64; 3]| {
         n += 1;
-        let partition = (n % 3);
+        let partition = n % 3;
         producer.send(topic, Some(partition), payload, headers);
         next[partition as usize] += 1;
         (partition, next[partition as usize] - 1)

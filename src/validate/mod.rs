@@ -441,6 +441,90 @@ pub fn json_depth_exceeds(json: &[u8], max_depth: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::EnvelopeExtractor;
+
+    const SCHEMA: &str = r#"{"type":"object","required":["data"],
+        "properties":{"data":{"type":"object","required":["id"],"properties":{"id":{"type":"string"}}}}}"#;
+
+    /// A validator over a schema folder holding `orders-value.json`.
+    fn validator(policy: &str) -> (Validator, EnvelopeExtractor, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("orders-value.json"), SCHEMA).unwrap();
+        let toml = format!("[registry]\nschemas_dir = \"{}\"\n[[policies]]\n{policy}\n", dir.path().display());
+        let config = Config::from_toml(&toml, &|_| None).unwrap();
+        let cache = Arc::new(schema_cache(&config.registry).unwrap());
+        (Validator::new(&config, cache), EnvelopeExtractor::new(&config.envelope).unwrap(), dir)
+    }
+
+    fn event(data: &str) -> Vec<u8> {
+        format!(
+            r#"{{"event_type":"order.created","trace_id":"t","event_id":"e","created_at":"2026-11-29T06:00:00Z","schema_version":"1","producer":"p","data":{data}}}"#
+        )
+        .into_bytes()
+    }
+
+    fn check(
+        v: &mut (Validator, EnvelopeExtractor, tempfile::TempDir),
+        topic: &str,
+        payload: Option<&[u8]>,
+    ) -> Checked {
+        let headers: &[(&str, &[u8])] = &[];
+        let envelope = v.1.extract(payload, headers);
+        v.0.check(topic, payload, &envelope, headers)
+    }
+
+    fn reason(checked: &Checked) -> Option<(&'static str, bool)> {
+        match &checked.verdict {
+            Verdict::Invalid { reason, quarantine, .. } => Some((reason.as_str(), *quarantine)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_checks_in_order() {
+        let mut v = validator("topics = [\".*\"]\nschema = \"if_available\"\nmax_payload_bytes = 2000\nmax_depth = 8");
+        assert_eq!(check(&mut v, "orders", Some(&event(r#"{"id":"o-1"}"#))).verdict, Verdict::Valid);
+        assert_eq!(reason(&check(&mut v, "orders", Some(&event(r#"{"id":7}"#)))), Some(("schema_mismatch", true)));
+        assert_eq!(reason(&check(&mut v, "orders", Some(b"{\"event_type\""))), Some(("not_json", true)));
+        assert_eq!(reason(&check(&mut v, "orders", Some(b"{}"))), Some(("missing_field", true)));
+        let typed = br#"{"event_type":"x","trace_id":"t","event_id":1,"created_at":"2026-11-29T06:00:00Z","schema_version":"1","producer":"p"}"#;
+        assert_eq!(reason(&check(&mut v, "orders", Some(typed))), Some(("bad_field_type", true)));
+        assert_eq!(
+            reason(&check(&mut v, "orders", Some(&event(&format!("\"{}\"", "x".repeat(3000)))))),
+            Some(("oversize", true))
+        );
+        assert_eq!(reason(&check(&mut v, "orders", Some(&event(&"[".repeat(20))))), Some(("too_deep", true)));
+        assert_eq!(reason(&check(&mut v, "orders", Some(b""))), Some(("empty_payload", true)));
+        assert_eq!(check(&mut v, "orders", None).verdict, Verdict::Valid, "tombstones pass by default");
+        // No schema for this topic's subject: unverified, not invalid.
+        let other = check(&mut v, "payments", Some(&event(r#"{"id":"o-1"}"#)));
+        assert_eq!(other.verdict, Verdict::Unverified(UnverifiedReason::NoSchema));
+        // A wire-format record naming an unknown schema ID.
+        let mut wire = vec![0, 0, 0, 0, 99];
+        wire.extend(event(r#"{"id":"o-1"}"#));
+        assert_eq!(reason(&check(&mut v, "orders", Some(&wire))), Some(("unknown_schema_id", true)));
+    }
+
+    #[test]
+    fn policies_choose_required_schemas_counting_and_pii_handling() {
+        let mut v = validator(
+            "topics = [\"audit\\\\..*\"]\ninvalid = \"count\"\nschema = \"required\"\npii = \"quarantine\"\ntombstones = \"quarantine\"\n[[policies]]\ntopics = [\".*\"]\npii = \"count\"",
+        );
+        let contact = event(r#"{"id":"o-1","contact":"jane.doe@example.com"}"#);
+        // First policy: audit topics.
+        assert_eq!(
+            reason(&check(&mut v, "audit.log", Some(&event(r#"{"id":"o-1"}"#)))),
+            Some(("unknown_schema", false))
+        );
+        assert_eq!(reason(&check(&mut v, "audit.log", None)), Some(("tombstone", false)));
+        // Second policy: PII is counted, the record stays valid.
+        let checked = check(&mut v, "orders", Some(&contact));
+        assert_eq!(checked.verdict, Verdict::Valid);
+        assert!(checked.pii.contains(PiiKind::Email));
+        // A PII-quarantining policy makes it invalid (after its schema check).
+        let mut q = validator("topics = [\".*\"]\npii = \"quarantine\"");
+        assert_eq!(reason(&check(&mut q, "orders", Some(&contact))), Some(("pii", true)));
+    }
 
     #[test]
     fn depth_scan_counts_nesting_outside_strings() {
