@@ -88,6 +88,10 @@ while true; do
   done < <(awk -F'[{}"]' '/^pipewarden_records_total\{/ { split($0, v, " "); print $3, v[2] }' <<<"$scrape" | sort)
   problems=$(awk -F'"' '/^pipewarden_envelope_problems_total\{/ { split($0, v, " "); n[$4] += v[2] } END { for (r in n) printf "%s=%d ", r, n[r] }' <<<"$scrape")
   echo "  contract problems: ${problems:-none}"
+  verdicts=$(awk -F'"' '/^pipewarden_verdicts_total\{/ { split($0, v, " "); n[$4] += v[2] }
+                        /^pipewarden_quarantined_records_total\{/ { split($0, v, " "); q += v[2] }
+                        END { printf "valid=%d invalid=%d unverified=%d quarantined=%d", n["valid"], n["invalid"], n["unverified"], q }' <<<"$scrape")
+  echo "  verdicts: $verdicts"
   awk '/^pipewarden_record_processing_seconds_(sum|count) / { v[$1] = $2 }
        END { if (v["pipewarden_record_processing_seconds_count"] > 0)
                printf "  processing: %d records, mean %.1f µs per record\n", v["pipewarden_record_processing_seconds_count"],
