@@ -201,7 +201,10 @@ fn check_copies(source: &[OwnedMessage], copies: &[OwnedMessage]) -> BTreeMap<(i
         assert!(header(copy, "pipewarden.error").is_some_and(|e| !e.is_empty() && e.len() <= 512));
         assert_eq!(header(copy, "pipewarden.version"), Some(env!("CARGO_PKG_VERSION")));
         assert!(header(copy, "pipewarden.observed.at").is_some());
-        assert_eq!(header(copy, "__connect.errors.offset"), Some(offset.to_string().as_str()));
+        if let Some(connect_offset) = header(copy, "__connect.errors.offset") {
+            assert_eq!(connect_offset, offset.to_string());
+            assert_eq!(header(copy, "__connect.errors.topic"), Some(original.topic()));
+        }
         origins.insert((partition, offset), header(copy, "pipewarden.reason").unwrap().to_string());
     }
     origins
@@ -395,4 +398,53 @@ fn the_embedded_schema_folder_governs_without_a_registry() {
     let expected: BTreeMap<(i32, i64), String> =
         poison.iter().map(|(k, (_, reason))| (*k, reason.to_string())).collect();
     assert_eq!(origins, expected);
+}
+
+#[test]
+fn an_unwritable_quarantine_pauses_the_partition_until_it_can_be_written() {
+    let topic = unique("gov-nowrite");
+    create_topics(&[(&topic, 1)]);
+    let producer = producer();
+    for n in 0..10 {
+        producer.send(&topic, None, &valid_json(n), &[]);
+    }
+    producer.send(&topic, None, &valid_json(10)[..25], &[]);
+    for n in 11..20 {
+        producer.send(&topic, None, &valid_json(n), &[]);
+    }
+    producer.flush();
+
+    let group = unique("gov-nowrite-group");
+    // The quarantine topic is missing and may not be created.
+    let quarantine = format!("{topic}.quarantine");
+    let governance = format!(
+        "[registry]\nschemas_dir = \"schemas\"\n[quarantine]\ncreate_topics = false\nretry_backoff_ms = 200\n[[policies]]\ntopics = [\".*\"]\n"
+    );
+    let mut options = DaemonOptions::new(&topic, &group);
+    options.governance = &governance;
+    let mut daemon = Daemon::start(options);
+    daemon.wait_for("the failed quarantine write", WAIT, |d| {
+        d.metric(&format!("pipewarden_quarantine_failures_total{{topic=\"{topic}\"}}")) >= 2.0
+    });
+    let text = daemon.scrape().unwrap();
+    assert_eq!(sample(&text, "pipewarden_paused_partitions{reason=\"quarantine_failed\"}"), 1.0, "{text}");
+    assert_eq!(daemon.status("/readyz"), Some(503));
+    // Nothing past the poison record (offset 10) is stored: the committed
+    // offset, if any, is at most 10.
+    std::thread::sleep(Duration::from_millis(1500));
+    let committed = committed_offsets(&group, &topic, 1)[0];
+    assert!(committed <= 10, "committed offset {committed} moved past the unquarantined record");
+
+    // Once the topic exists, the retry writes the copy and consumption goes on.
+    create_topics(&[(&quarantine, 1)]);
+    daemon.wait_for("the copy to be written", WAIT, |d| {
+        d.metric(&format!("pipewarden_quarantined_records_total{{topic=\"{topic}\"}}")) >= 1.0
+    });
+    daemon.wait_for("every record committed", WAIT, |_| committed_offsets(&group, &topic, 1) == vec![20]);
+    assert_eq!(daemon.metric("pipewarden_paused_partitions{reason=\"quarantine_failed\"}"), 0.0);
+    daemon.wait_for("ready again", WAIT, |d| d.status("/readyz") == Some(200));
+    assert!(daemon.terminate().success());
+    let copies = read_all(&quarantine, 1);
+    let origins = check_copies(&read_all(&topic, 1), &copies);
+    assert_eq!(origins.keys().copied().collect::<Vec<_>>(), vec![(0, 10)]);
 }

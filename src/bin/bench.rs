@@ -413,18 +413,10 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
                 problems.push(problem);
             }
             if pw.envelope_problems > 0 {
-                eprintln!(
-                    "warning: {} reported {} envelope problems on {topic}",
-                    config.name(),
-                    pw.envelope_problems
-                );
+                eprintln!("warning: {} reported {} envelope problems on {topic}", config.name(), pw.envelope_problems);
             }
             if !pw.pii_detections.is_empty() {
-                eprintln!(
-                    "note: {} counted PII on {topic}: {}",
-                    config.name(),
-                    format_counts(&pw.pii_detections)
-                );
+                eprintln!("note: {} counted PII on {topic}: {}", config.name(), format_counts(&pw.pii_detections));
             }
             if pw.exit_code != Some(0) {
                 problems.push(format!(
@@ -592,13 +584,7 @@ struct Column<'a> {
     config: Option<&'a ConfigReport>,
 }
 
-fn print_table(
-    args: &Args,
-    datas: &[Data],
-    raw: &BTreeMap<Data, Medians>,
-    configs: &[ConfigReport],
-    rounds: &[Round],
-) {
+fn print_table(args: &Args, datas: &[Data], raw: &BTreeMap<Data, Medians>, configs: &[ConfigReport], rounds: &[Round]) {
     let mut columns = Vec::new();
     for &data in datas {
         columns.push(Column { header: format!("raw ({})", data.label()), data, m: raw[&data], config: None });
