@@ -417,11 +417,9 @@ fn an_unwritable_quarantine_pauses_the_partition_until_it_can_be_written() {
     let group = unique("gov-nowrite-group");
     // The quarantine topic is missing and may not be created.
     let quarantine = format!("{topic}.quarantine");
-    let governance = format!(
-        "[registry]\nschemas_dir = \"schemas\"\n[quarantine]\ncreate_topics = false\nretry_backoff_ms = 200\n[[policies]]\ntopics = [\".*\"]\n"
-    );
+    let governance = "[registry]\nschemas_dir = \"schemas\"\n[quarantine]\ncreate_topics = false\nretry_backoff_ms = 200\n[[policies]]\ntopics = [\".*\"]\n";
     let mut options = DaemonOptions::new(&topic, &group);
-    options.governance = &governance;
+    options.governance = governance;
     let mut daemon = Daemon::start(options);
     daemon.wait_for("the failed quarantine write", WAIT, |d| {
         d.metric(&format!("pipewarden_quarantine_failures_total{{topic=\"{topic}\"}}")) >= 2.0
