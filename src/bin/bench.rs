@@ -1,17 +1,26 @@
 //! `pipewarden-bench` (`make bench`): ingest throughput of pipewarden against
-//! a raw librdkafka consumer, on the same preloaded topic, in the same run.
+//! a raw librdkafka consumer, on the same preloaded topics, in the same run,
+//! with and without validation.
 //!
-//! 1. Preload: make sure the topic holds exactly `--records` JSON agent
-//!    events of `--size` bytes over `--partitions` partitions (skipped when it
-//!    already does, so reruns are fast).
-//! 2. Warm-up: one untimed raw read, so that neither side pays for a cold
-//!    page cache or a cold broker JIT.
-//! 3. Rounds: (a) a raw `BaseConsumer` in a fresh group that only counts
-//!    records, then (b) `pipewarden run` in a fresh group, watched through
-//!    `pipewarden_records_total` on /metrics until every record is counted.
-//!    Both run as child processes, so CPU time and peak RSS are measured the
-//!    same way (from /proc), and both use the same fetch settings.
-//! 4. Report: a table on stdout and JSON at `--out`.
+//! 1. Preload: make sure the JSON topic holds exactly `--records` JSON agent
+//!    events of `--size` bytes over `--partitions` partitions, and (for the
+//!    Avro run) a second topic the same events as Confluent wire-format Avro
+//!    (skipped when a topic already does, so reruns are fast). A schema
+//!    folder (JSON Schema by subject, Avro by ID) is written to a temporary
+//!    directory.
+//! 2. Warm-up: one untimed raw read per topic, so that neither side pays for
+//!    a cold page cache or a cold broker JIT.
+//! 3. Rounds: for each pipewarden configuration (`--runs`: no validation;
+//!    JSON Schema + contract + PII; Avro by schema ID), (a) a raw
+//!    `BaseConsumer` in a fresh group that only counts the records of the
+//!    configuration's topic, then (b) `pipewarden run` with that
+//!    configuration in a fresh group, watched through
+//!    `pipewarden_records_total` on /metrics until every record is counted;
+//!    then its verdicts are checked: every record must be `valid`. Both run
+//!    as child processes, so CPU time and peak RSS are measured the same way
+//!    (from /proc), and both use the same fetch settings.
+//! 4. Report: a table on stdout (one column per consumer), one summary line
+//!    per configuration, and JSON at `--out`.
 
 // A binary's root resolves modules next to itself (src/bin/), so the
 // helpers in src/bin/bench/ are named explicitly.
@@ -21,9 +30,12 @@ mod daemon;
 mod preload;
 #[path = "bench/raw.rs"]
 mod raw;
+#[path = "bench/runs.rs"]
+mod runs;
 #[path = "bench/sys.rs"]
 mod sys;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,6 +45,8 @@ use clap::{Parser, Subcommand};
 use rand::Rng as _;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
+
+use runs::{Config, Data, RunSet};
 
 /// librdkafka properties that both consumers use: the ones pipewarden tunes
 /// by default; everything else stays at librdkafka's defaults. `--kafka-property` adds to or overrides them, for
@@ -68,21 +82,30 @@ struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
-    /// Records in the topic (both consumers read all of them).
+    /// Records in each topic (every consumer reads all of them).
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..))]
     records: u64,
-    /// Partitions of the topic.
+    /// Partitions of each topic.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     partitions: i32,
-    /// Payload size in bytes (JSON events are padded to exactly this size;
-    /// below ~400 they keep their natural size).
+    /// Payload size in bytes (JSON events and Avro records are padded to
+    /// exactly this size; below ~400 (JSON) or ~200 (Avro) they keep their
+    /// natural size).
     #[arg(long, default_value_t = 500)]
     size: usize,
-    /// Topic name [default: bench.events.<records>.<partitions>.<size>].
+    /// JSON topic name [default: bench.events.<records>.<partitions>.<size>];
+    /// the Avro topic is <topic>.avro-<schema fingerprint> [default:
+    /// bench.avro.<records>.<partitions>.<size>.<fingerprint>].
     /// Reused when it holds exactly the expected records, else recreated.
     #[arg(long)]
     topic: Option<String>,
-    /// Rounds of (raw, pipewarden); with more than one the medians are reported.
+    /// pipewarden configurations to measure (comma-separated): all;
+    /// ingest (no validation); json (JSON Schema + contract + PII, JSON
+    /// topic); avro (wire-format Avro by schema ID, Avro topic).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    runs: Vec<RunSet>,
+    /// Rounds of (raw, pipewarden) per configuration; with more than one the
+    /// medians are reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// pipewarden binary [default: `pipewarden` next to this executable].
@@ -97,7 +120,7 @@ struct Args {
     /// How often pipewarden's /metrics is scraped, in milliseconds.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(10..=1000))]
     scrape_interval_ms: u64,
-    /// Skip the untimed warm-up read.
+    /// Skip the untimed warm-up reads.
     #[arg(long)]
     no_warmup: bool,
     /// Extra librdkafka consumer property KEY=VALUE for both consumers
@@ -106,25 +129,84 @@ struct Args {
     kafka_properties: Vec<(String, String)>,
 }
 
+/// One raw consumer read, measured right before the pipewarden run it is
+/// paired with.
 #[derive(Serialize)]
-struct Round {
-    round: u32,
-    raw: raw::RawResult,
-    pipewarden: daemon::PipewardenResult,
-    /// pipewarden events/s ÷ raw events/s.
-    ratio: f64,
+struct RawRun {
+    data: Data,
+    topic: String,
+    /// The configuration measured right after it.
+    paired_with: Config,
+    result: raw::RawResult,
+}
+
+/// One pipewarden run.
+#[derive(Serialize)]
+struct PipewardenRun {
+    config: Config,
+    data: Data,
+    topic: String,
+    result: daemon::PipewardenResult,
+    /// Events/s of the raw read right before it (same topic).
+    paired_raw_events_per_second: f64,
+    /// pipewarden events/s ÷ paired raw events/s.
+    paired_ratio: f64,
+    /// Every record got the verdict `valid`.
+    all_valid: bool,
 }
 
 #[derive(Serialize)]
+struct Round {
+    round: u32,
+    raw: Vec<RawRun>,
+    pipewarden: Vec<PipewardenRun>,
+}
+
+/// Medians over rounds of one consumer on one topic.
+#[derive(Serialize, Clone, Copy)]
 struct Medians {
+    events_per_second: f64,
+    first_to_last_seconds: f64,
+    total_seconds: f64,
+    cpu_seconds: f64,
+    cpu_us_per_record: f64,
+    peak_rss_kib: f64,
+    /// CPU seconds between first and last record ÷ that time.
+    cores_busy: f64,
+    mean_payload_bytes: f64,
+}
+
+#[derive(Serialize)]
+struct TopicReport {
+    data: Data,
+    topic: String,
+    /// "json", or "confluent-avro (schema id N)".
+    encoding: String,
+    preload: preload::Preload,
+    warmup_events_per_second: Option<f64>,
+    /// The raw consumer on this topic (all its reads).
+    raw: Medians,
+}
+
+#[derive(Serialize)]
+struct ConfigReport {
+    config: Config,
+    name: &'static str,
+    data: Data,
+    topic: String,
+    /// Its `[[policies]]` entry.
+    policy: &'static str,
+    median: Medians,
+    /// Median raw events/s on the same topic.
     raw_events_per_second: f64,
-    pipewarden_events_per_second: f64,
-    /// Median pipewarden rate ÷ median raw rate.
+    /// Median pipewarden events/s ÷ median raw events/s (same topic).
     ratio: f64,
-    raw_cpu_us_per_record: f64,
-    pipewarden_cpu_us_per_record: f64,
-    raw_peak_rss_kib: f64,
-    pipewarden_peak_rss_kib: f64,
+    /// Per round: pipewarden ÷ the raw read right before it.
+    paired_ratios: Vec<f64>,
+    /// Stalls: share of scrape intervals without progress (median).
+    idle_scrape_fraction: f64,
+    /// Every record of every round got the verdict `valid`.
+    all_valid: bool,
 }
 
 #[derive(Serialize)]
@@ -136,23 +218,23 @@ struct Report {
     pipewarden_version: Option<String>,
     git: Option<String>,
     bootstrap: String,
-    topic: String,
     records: u64,
     partitions: i32,
     /// Target payload size.
     payload_bytes: usize,
-    /// Measured: payload bytes read ÷ records (raw consumer).
-    mean_payload_bytes: f64,
     /// librdkafka properties both consumers set beyond their own
     /// group/offset settings.
-    consumer_properties: std::collections::BTreeMap<String, String>,
+    consumer_properties: BTreeMap<String, String>,
     scrape_interval_ms: u64,
-    preload: preload::Preload,
-    warmup_events_per_second: Option<f64>,
+    /// The schemas the validating runs use (written to a schema folder).
+    json_schema: serde_json::Value,
+    avro_schema: serde_json::Value,
+    avro_schema_id: u32,
+    topics: Vec<TopicReport>,
+    configurations: Vec<ConfigReport>,
+    /// Median pipewarden events/s ÷ median raw events/s, per configuration.
+    ratios: BTreeMap<&'static str, f64>,
     rounds: Vec<Round>,
-    median: Medians,
-    /// pipewarden events/s ÷ raw events/s (medians).
-    ratio: f64,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +252,16 @@ fn main() -> ExitCode {
     }
 }
 
+fn check_topic_name(topic: &str) -> anyhow::Result<()> {
+    if topic.is_empty()
+        || topic.len() > 249
+        || !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        bail!("invalid topic name {topic:?} (Kafka allows up to 249 of [a-zA-Z0-9._-])");
+    }
+    Ok(())
+}
+
 fn bench(args: &Args) -> anyhow::Result<ExitCode> {
     let this = std::env::current_exe().context("cannot locate this executable")?;
     let pipewarden_bin = match &args.pipewarden_bin {
@@ -182,21 +274,29 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
             pipewarden_bin.display()
         );
     }
-    let topic = args
-        .topic
-        .clone()
-        .unwrap_or_else(|| format!("bench.events.{}.{}.{}", args.records, args.partitions, args.size));
-    if topic.is_empty() || !topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
-        bail!("invalid topic name {topic:?} (Kafka allows [a-zA-Z0-9._-])");
+    let configs = Config::selected(&args.runs);
+    let datas: Vec<Data> = Data::ALL.into_iter().filter(|d| configs.iter().any(|c| c.data() == *d)).collect();
+    let fingerprint = runs::avro_fingerprint();
+    let topic_of = |data: Data| match (data, &args.topic) {
+        (Data::Json, Some(topic)) => topic.clone(),
+        (Data::Json, None) => format!("bench.events.{}.{}.{}", args.records, args.partitions, args.size),
+        (Data::Avro, Some(topic)) => format!("{topic}.avro-{fingerprint}"),
+        (Data::Avro, None) => format!("bench.avro.{}.{}.{}.{fingerprint}", args.records, args.partitions, args.size),
+    };
+    for data in &datas {
+        check_topic_name(&topic_of(*data))?;
     }
+    let avro_schema = apache_avro::Schema::parse_str(preload::AVRO_SCHEMA).context("the bench's Avro schema")?;
+
     let machine = sys::machine();
     println!(
-        "pipewarden-bench: {} records of {} B over {} partitions, topic {topic}, broker {}",
+        "pipewarden-bench: {} records of {} B over {} partitions per topic, broker {}",
         args.records, args.size, args.partitions, args.bootstrap
     );
+    println!("runs: {}", configs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "));
     println!("machine: {} CPUs, {}; pipewarden: {}", machine.nproc, machine.cpu_model, pipewarden_bin.display());
 
-    let mut properties: std::collections::BTreeMap<String, String> =
+    let mut properties: BTreeMap<String, String> =
         FETCH_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     properties.extend(args.kafka_properties.iter().cloned());
     let property_list: Vec<(String, String)> = properties.clone().into_iter().collect();
@@ -206,7 +306,24 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
     );
 
     let kafka = preload::Kafka::connect(&args.bootstrap)?;
-    let preload = kafka.ensure_topic(&topic, args.records, args.partitions, args.size)?;
+    let mut preloads = BTreeMap::new();
+    for &data in &datas {
+        let topic = topic_of(data);
+        let encoding = match data {
+            Data::Json => preload::Encoding::Json,
+            Data::Avro => preload::Encoding::Avro { schema: avro_schema.clone(), id: runs::AVRO_SCHEMA_ID },
+        };
+        println!("{} topic: {topic}", data.label());
+        preloads.insert(data, kafka.ensure_topic(&topic, args.records, args.partitions, args.size, &encoding)?);
+    }
+    let schemas = runs::SchemaDir::create(&topic_of(Data::Json))?;
+    println!(
+        "schema folder: {} ({}-value.json, ids/{}.avsc)",
+        schemas.path.display(),
+        topic_of(Data::Json),
+        runs::AVRO_SCHEMA_ID
+    );
+
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut groups = Vec::new();
     let mut group = |side: &str| {
@@ -215,70 +332,165 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
         name
     };
 
-    let warmup = if args.no_warmup {
-        None
-    } else {
-        let r = raw::run(
-            &this,
-            &args.bootstrap,
-            &topic,
-            args.records,
-            &group("warmup"),
-            args.timeout_secs,
-            &property_list,
-        )?;
-        println!("warm-up read (untimed): {:.0} events/s", r.events_per_second);
-        Some(r.events_per_second)
-    };
+    let mut warmups = BTreeMap::new();
+    if !args.no_warmup {
+        for &data in &datas {
+            let r = raw::run(
+                &this,
+                &args.bootstrap,
+                &topic_of(data),
+                args.records,
+                &group("warmup"),
+                args.timeout_secs,
+                &property_list,
+            )?;
+            println!("warm-up read of the {} topic (untimed): {:.0} events/s", data.label(), r.events_per_second);
+            warmups.insert(data, r.events_per_second);
+        }
+    }
 
     let mut rounds = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
     for round in 1..=args.rounds {
-        let raw =
-            raw::run(&this, &args.bootstrap, &topic, args.records, &group("raw"), args.timeout_secs, &property_list)?;
-        println!(
-            "round {round}: raw        {:>10.0} events/s  ({:.2} s first→last, {:.2} s with group join)",
-            raw.events_per_second, raw.first_to_last_seconds, raw.total_seconds
-        );
-        let pw = daemon::run(&daemon::Run {
-            bin: &pipewarden_bin,
-            bootstrap: &args.bootstrap,
-            topic: &topic,
-            records: args.records,
-            group: &group("pw"),
-            properties: &property_list,
-            scrape_interval: Duration::from_millis(args.scrape_interval_ms),
-            timeout,
-        })?;
-        println!(
-            "round {round}: pipewarden {:>10.0} events/s  ({:.2} s first→last, {:.2} s with start-up; exit code {})",
-            pw.events_per_second,
-            pw.first_to_last_seconds,
-            pw.total_seconds,
-            pw.exit_code.map_or("none (signal)".into(), |c| c.to_string())
-        );
-        if pw.envelope_problems > 0 {
-            eprintln!("warning: pipewarden reported {} envelope problems on the bench topic", pw.envelope_problems);
+        let mut this_round = Round { round, raw: Vec::new(), pipewarden: Vec::new() };
+        for &config in &configs {
+            let data = config.data();
+            let topic = topic_of(data);
+            let raw = raw::run(
+                &this,
+                &args.bootstrap,
+                &topic,
+                args.records,
+                &group("raw"),
+                args.timeout_secs,
+                &property_list,
+            )?;
+            println!(
+                "round {round}: raw {:<6} {:>10.0} events/s  ({:.2} s first→last, {:.2} s with group join)",
+                data.label(),
+                raw.events_per_second,
+                raw.first_to_last_seconds,
+                raw.total_seconds
+            );
+            let governance = config.governance(&schemas.path);
+            let pw = daemon::run(&daemon::Run {
+                bin: &pipewarden_bin,
+                bootstrap: &args.bootstrap,
+                topic: &topic,
+                records: args.records,
+                group: &group("pw"),
+                properties: &property_list,
+                governance: &governance,
+                scrape_interval: Duration::from_millis(args.scrape_interval_ms),
+                timeout,
+            })
+            .with_context(|| format!("round {round}: {}", config.name()))?;
+            let count = |verdict: &str| pw.verdicts.get(verdict).copied().unwrap_or(0);
+            let valid = count("valid");
+            let all_valid = valid == args.records && pw.verdicts.values().sum::<u64>() == args.records;
+            println!(
+                "round {round}: {:<41} {:>10.0} events/s  ({:.2} s first→last, {:.2} s with start-up; \
+                 exit code {}; verdicts {})",
+                config.name(),
+                pw.events_per_second,
+                pw.first_to_last_seconds,
+                pw.total_seconds,
+                pw.exit_code.map_or("none (signal)".into(), |c| c.to_string()),
+                format_counts(&pw.verdicts),
+            );
+            if !all_valid {
+                let problem = format!(
+                    "round {round}, {}: {valid} of {} records valid (verdicts {}; invalid by reason {}; \
+                     unverified by reason {}; quarantined {})",
+                    config.name(),
+                    args.records,
+                    format_counts(&pw.verdicts),
+                    format_counts(&pw.invalid_reasons),
+                    format_counts(&pw.unverified_reasons),
+                    pw.quarantined
+                );
+                eprintln!("error: {problem}");
+                problems.push(problem);
+            }
+            if pw.envelope_problems > 0 {
+                eprintln!("warning: {} reported {} envelope problems on {topic}", config.name(), pw.envelope_problems);
+            }
+            if !pw.pii_detections.is_empty() {
+                eprintln!("note: {} counted PII on {topic}: {}", config.name(), format_counts(&pw.pii_detections));
+            }
+            if pw.exit_code != Some(0) {
+                problems.push(format!(
+                    "round {round}, {}: pipewarden did not exit 0 after SIGTERM ({:?})",
+                    config.name(),
+                    pw.exit_code
+                ));
+            }
+            let paired_ratio = pw.events_per_second / raw.events_per_second;
+            this_round.pipewarden.push(PipewardenRun {
+                config,
+                data,
+                topic: topic.clone(),
+                paired_raw_events_per_second: raw.events_per_second,
+                paired_ratio,
+                all_valid,
+                result: pw,
+            });
+            this_round.raw.push(RawRun { data, topic, paired_with: config, result: raw });
         }
-        let ratio = pw.events_per_second / raw.events_per_second;
-        rounds.push(Round { round, raw, pipewarden: pw, ratio });
+        rounds.push(this_round);
     }
     kafka.delete_groups(&groups);
+    drop(schemas);
 
-    let median_of = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
-    let median = Medians {
-        raw_events_per_second: median_of(&|r| r.raw.events_per_second),
-        pipewarden_events_per_second: median_of(&|r| r.pipewarden.events_per_second),
-        ratio: 0.0,
-        raw_cpu_us_per_record: median_of(&|r| r.raw.cpu_us_per_record),
-        pipewarden_cpu_us_per_record: median_of(&|r| r.pipewarden.cpu_us_per_record),
-        raw_peak_rss_kib: median_of(&|r| r.raw.process.peak_rss_kib as f64),
-        pipewarden_peak_rss_kib: median_of(&|r| r.pipewarden.process.peak_rss_kib as f64),
-    };
-    let ratio = median.pipewarden_events_per_second / median.raw_events_per_second;
-    let median = Medians { ratio, ..median };
-    print_table(args, &rounds, &median);
+    // Medians.
+    let raw_medians: BTreeMap<Data, Medians> = datas
+        .iter()
+        .map(|&data| {
+            let runs: Vec<&raw::RawResult> =
+                rounds.iter().flat_map(|r| &r.raw).filter(|r| r.data == data).map(|r| &r.result).collect();
+            (data, raw_medians(&runs))
+        })
+        .collect();
+    let config_reports: Vec<ConfigReport> = configs
+        .iter()
+        .map(|&config| {
+            let runs: Vec<&PipewardenRun> =
+                rounds.iter().flat_map(|r| &r.pipewarden).filter(|r| r.config == config).collect();
+            let results: Vec<&daemon::PipewardenResult> = runs.iter().map(|r| &r.result).collect();
+            let m = pipewarden_medians(&results);
+            let raw_rate = raw_medians[&config.data()].events_per_second;
+            ConfigReport {
+                config,
+                name: config.name(),
+                data: config.data(),
+                topic: topic_of(config.data()),
+                policy: config.policy(),
+                median: m,
+                raw_events_per_second: raw_rate,
+                ratio: m.events_per_second / raw_rate,
+                paired_ratios: runs.iter().map(|r| r.paired_ratio).collect(),
+                idle_scrape_fraction: median(results.iter().map(|r| r.idle_scrape_fraction).collect()),
+                all_valid: runs.iter().all(|r| r.all_valid),
+            }
+        })
+        .collect();
 
-    let first = &rounds[0];
+    print_table(args, &datas, &raw_medians, &config_reports, &rounds);
+
+    let topics: Vec<TopicReport> = datas
+        .iter()
+        .map(|&data| TopicReport {
+            data,
+            topic: topic_of(data),
+            encoding: match data {
+                Data::Json => "json".into(),
+                Data::Avro => format!("confluent-avro (schema id {})", runs::AVRO_SCHEMA_ID),
+            },
+            preload: preloads.remove(&data).expect("preloaded"),
+            warmup_events_per_second: warmups.get(&data).copied(),
+            raw: raw_medians[&data],
+        })
+        .collect();
     let report = Report {
         benchmark: "ingest",
         timestamp: time::OffsetDateTime::now_utc().format(&Rfc3339)?,
@@ -287,17 +499,17 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
         pipewarden_bin: pipewarden_bin.display().to_string(),
         git: sys::git_describe(),
         bootstrap: args.bootstrap.clone(),
-        topic,
         records: args.records,
         partitions: args.partitions,
         payload_bytes: args.size,
-        mean_payload_bytes: first.raw.payload_bytes as f64 / first.raw.records as f64,
         consumer_properties: properties,
         scrape_interval_ms: args.scrape_interval_ms,
-        preload,
-        warmup_events_per_second: warmup,
-        median,
-        ratio,
+        json_schema: runs::json_schema(),
+        avro_schema: serde_json::from_str(preload::AVRO_SCHEMA)?,
+        avro_schema_id: runs::AVRO_SCHEMA_ID,
+        topics,
+        ratios: config_reports.iter().map(|c| (c.config.key(), c.ratio)).collect(),
+        configurations: config_reports,
         rounds,
     };
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -307,17 +519,50 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("results: {}", args.out.display());
 
-    let unclean: Vec<String> = report
-        .rounds
-        .iter()
-        .filter(|r| r.pipewarden.exit_code != Some(0))
-        .map(|r| format!("round {}: {:?}", r.round, r.pipewarden.exit_code))
-        .collect();
-    if !unclean.is_empty() {
-        eprintln!("pipewarden-bench: pipewarden did not exit 0 after SIGTERM ({})", unclean.join(", "));
+    if !problems.is_empty() {
+        eprintln!("pipewarden-bench: FAILED:");
+        for problem in &problems {
+            eprintln!("  {problem}");
+        }
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `valid=10 invalid=2`, or `none`.
+fn format_counts(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn raw_medians(runs: &[&raw::RawResult]) -> Medians {
+    let m = |f: &dyn Fn(&raw::RawResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
+    Medians {
+        events_per_second: m(&|r| r.events_per_second),
+        first_to_last_seconds: m(&|r| r.first_to_last_seconds),
+        total_seconds: m(&|r| r.total_seconds),
+        cpu_seconds: m(&|r| r.process.cpu_seconds),
+        cpu_us_per_record: m(&|r| r.cpu_us_per_record),
+        peak_rss_kib: m(&|r| r.process.peak_rss_kib as f64),
+        cores_busy: m(&|r| r.window_cpu_seconds / r.first_to_last_seconds),
+        mean_payload_bytes: m(&|r| r.payload_bytes as f64 / r.records as f64),
+    }
+}
+
+fn pipewarden_medians(runs: &[&daemon::PipewardenResult]) -> Medians {
+    let m = |f: &dyn Fn(&daemon::PipewardenResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
+    Medians {
+        events_per_second: m(&|r| r.events_per_second),
+        first_to_last_seconds: m(&|r| r.first_to_last_seconds),
+        total_seconds: m(&|r| r.total_seconds),
+        cpu_seconds: m(&|r| r.process.cpu_seconds),
+        cpu_us_per_record: m(&|r| r.cpu_us_per_record),
+        peak_rss_kib: m(&|r| r.process.peak_rss_kib as f64),
+        cores_busy: m(&|r| r.window_cpu_seconds / r.first_to_last_seconds),
+        mean_payload_bytes: m(&|r| r.payload_bytes as f64 / r.records as f64),
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -330,54 +575,90 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-fn print_table(args: &Args, rounds: &[Round], m: &Medians) {
-    let label = if rounds.len() > 1 { " (median of rounds)" } else { "" };
-    let pw = |f: &dyn Fn(&daemon::PipewardenResult) -> f64| median(rounds.iter().map(|r| f(&r.pipewarden)).collect());
-    let raw = |f: &dyn Fn(&raw::RawResult) -> f64| median(rounds.iter().map(|r| f(&r.raw)).collect());
-    println!();
-    println!("{:<28}{:>16}{:>16}", format!("ingest{label}"), "raw consumer", "pipewarden");
-    let row = |name: &str, a: String, b: String| println!("{name:<28}{a:>16}{b:>16}");
-    row("events/s", format!("{:.0}", m.raw_events_per_second), format!("{:.0}", m.pipewarden_events_per_second));
-    row("ratio pipewarden/raw", String::new(), format!("{:.3}", m.ratio));
-    row(
-        "first→last record (s)",
-        format!("{:.2}", raw(&|r| r.first_to_last_seconds)),
-        format!("{:.2}", pw(&|r| r.first_to_last_seconds)),
-    );
-    row(
-        "incl. start/group join (s)",
-        format!("{:.2}", raw(&|r| r.total_seconds)),
-        format!("{:.2}", pw(&|r| r.total_seconds)),
-    );
-    row(
-        "peak RSS (MiB)",
-        format!("{:.1}", m.raw_peak_rss_kib / 1024.0),
-        format!("{:.1}", m.pipewarden_peak_rss_kib / 1024.0),
-    );
-    row("CPU (s)", format!("{:.2}", raw(&|r| r.process.cpu_seconds)), format!("{:.2}", pw(&|r| r.process.cpu_seconds)));
-    row(
-        "cores busy first→last",
-        format!("{:.2}", raw(&|r| r.window_cpu_seconds / r.first_to_last_seconds)),
-        format!("{:.2}", pw(&|r| r.window_cpu_seconds / r.first_to_last_seconds)),
-    );
-    row(
-        "CPU per record (µs)",
-        format!("{:.2}", m.raw_cpu_us_per_record),
-        format!("{:.2}", m.pipewarden_cpu_us_per_record),
-    );
-    if rounds.len() > 1 {
-        let ratios: Vec<String> = rounds.iter().map(|r| format!("{:.3}", r.ratio)).collect();
-        println!("per-round ratios: {}", ratios.join(" "));
+/// One table column: a consumer on a topic.
+struct Column<'a> {
+    header: String,
+    data: Data,
+    m: Medians,
+    /// None for the raw consumer.
+    config: Option<&'a ConfigReport>,
+}
+
+fn print_table(args: &Args, datas: &[Data], raw: &BTreeMap<Data, Medians>, configs: &[ConfigReport], rounds: &[Round]) {
+    let mut columns = Vec::new();
+    for &data in datas {
+        columns.push(Column { header: format!("raw ({})", data.label()), data, m: raw[&data], config: None });
+        for config in configs.iter().filter(|c| c.data == data) {
+            columns.push(Column {
+                header: config.config.column().to_string(),
+                data,
+                m: config.median,
+                config: Some(config),
+            });
+        }
     }
+    let label = if rounds.len() > 1 { " (median of rounds)" } else { "" };
+    println!();
+    let row = |name: &str, cell: &dyn Fn(&Column<'_>) -> String| {
+        let mut line = format!("{name:<28}");
+        for column in &columns {
+            line.push_str(&format!("{:>16}", cell(column)));
+        }
+        println!("{}", line.trim_end());
+    };
+    row(&format!("ingest{label}"), &|c| c.header.clone());
+    row("topic", &|c| format!("{} topic", c.data.label()));
+    row("events/s", &|c| format!("{:.0}", c.m.events_per_second));
+    row("ratio to raw (same topic)", &|c| c.config.map_or(String::new(), |config| format!("{:.3}", config.ratio)));
+    row("first→last record (s)", &|c| format!("{:.2}", c.m.first_to_last_seconds));
+    row("incl. start/group join (s)", &|c| format!("{:.2}", c.m.total_seconds));
+    row("peak RSS (MiB)", &|c| format!("{:.1}", c.m.peak_rss_kib / 1024.0));
+    row("CPU (s)", &|c| format!("{:.2}", c.m.cpu_seconds));
+    row("cores busy first→last", &|c| format!("{:.2}", c.m.cores_busy));
+    row("CPU per record (µs)", &|c| format!("{:.2}", c.m.cpu_us_per_record));
+    row("mean payload (B)", &|c| format!("{:.1}", c.m.mean_payload_bytes));
+    row("all records valid", &|c| c.config.map_or(String::new(), |config| yes_no(config.all_valid).into()));
+    row("stalls (% of scrapes)", &|c| {
+        c.config.map_or(String::new(), |config| format!("{:.0}%", config.idle_scrape_fraction * 100.0))
+    });
+    if rounds.len() > 1 {
+        for config in configs {
+            let ratios: Vec<String> = config.paired_ratios.iter().map(|r| format!("{r:.3}")).collect();
+            println!("per-round ratios to the paired raw read, {}: {}", config.config.key(), ratios.join(" "));
+        }
+    }
+    let min_window = configs.iter().map(|c| c.median.first_to_last_seconds).fold(f64::INFINITY, f64::min);
     println!(
-        "pipewarden made no progress in {:.0}% of its scrape intervals (stalls)",
-        pw(&|r| r.idle_scrape_fraction) * 100.0
-    );
-    println!(
-        "pipewarden is timed by scraping /metrics every {} ms (end time resolution {} ms, ≈{:.1}% of its window); \
-         raw is timed exactly. CPU and RSS are whole-process (start-up included).",
+        "pipewarden is timed by scraping /metrics every {} ms (end time resolution {} ms, ≤{:.1}% of its window); \
+         raw is timed exactly. CPU and RSS are whole-process (start-up included). Each pipewarden run is \
+         paired with a raw read of the same topic right before it; ratios use medians.",
         args.scrape_interval_ms,
         args.scrape_interval_ms,
-        args.scrape_interval_ms as f64 / 10.0 / pw(&|r| r.first_to_last_seconds)
+        args.scrape_interval_ms as f64 / 10.0 / min_window
     );
+    println!();
+    println!("summary:");
+    for config in configs {
+        println!(
+            "  {:<14} {:.0} events/s ({:.2} of raw {} at {:.0} events/s), {:.2} µs CPU per record \
+             (raw {:.2}), peak RSS {:.1} MiB{}",
+            format!("{}:", config.config.key()),
+            config.median.events_per_second,
+            config.ratio,
+            config.data.label(),
+            config.raw_events_per_second,
+            config.median.cpu_us_per_record,
+            raw[&config.data].cpu_us_per_record,
+            config.median.peak_rss_kib / 1024.0,
+            if config.all_valid { "" } else { "; NOT ALL RECORDS VALID" }
+        );
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "NO"
+    }
 }

@@ -445,14 +445,17 @@ impl Config {
         }
     }
 
-    /// Properties every client shares (producer, admin): connection and
-    /// security settings from `[kafka.properties]`.
+    /// Properties for pipewarden's other clients (quarantine producer,
+    /// admin): connection and security settings from `[kafka.properties]`,
+    /// without the consumer-only ones (librdkafka warns about those).
     pub fn client_properties(&self) -> Vec<(String, String)> {
         let mut props = vec![
             ("bootstrap.servers".to_string(), self.kafka.bootstrap_servers.clone()),
             ("client.id".to_string(), self.kafka.client_id.clone()),
         ];
-        props.extend(self.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        props.extend(
+            self.kafka.properties.iter().filter(|(k, _)| !is_consumer_only(k)).map(|(k, v)| (k.clone(), v.clone())),
+        );
         props
     }
 
@@ -659,6 +662,24 @@ impl RawConfig {
             quarantine,
         })
     }
+}
+
+/// librdkafka properties marked "C" (consumer only) in CONFIGURATION.md.
+fn is_consumer_only(key: &str) -> bool {
+    const PREFIXES: &[&str] = &["fetch.", "queued.", "group.", "auto.commit", "enable.auto", "offset.store"];
+    const KEYS: &[&str] = &[
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "partition.assignment.strategy",
+        "max.poll.interval.ms",
+        "max.partition.fetch.bytes",
+        "enable.partition.eof",
+        "check.crcs",
+        "isolation.level",
+        "consume.callback.max.messages",
+        "allow.auto.create.topics",
+    ];
+    PREFIXES.iter().any(|prefix| key.starts_with(prefix)) || KEYS.contains(&key)
 }
 
 /// `"/a/b"` → pointer, `"header:x"` → header, `"traceparent:x"` → W3C header.
@@ -947,6 +968,8 @@ mod tests {
         assert_eq!(props.last().unwrap(), &("fetch.min.bytes".to_string(), "1024".to_string()));
         assert!(props.contains(&("enable.auto.offset.store".into(), "false".into())));
         assert!(props.contains(&("fetch.queue.backoff.ms".into(), "20".into())));
+        // The producer and admin clients do not get consumer-only properties.
+        assert!(!config.client_properties().iter().any(|(k, _)| k == "fetch.min.bytes"));
         // A tuned default gives way to the user's value.
         let config = Config::from_toml("[kafka.properties]\n\"fetch.queue.backoff.ms\" = \"500\"\n", &no_env).unwrap();
         let backoff: Vec<_> =

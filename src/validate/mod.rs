@@ -351,7 +351,9 @@ impl Validator {
             SubjectStrategy::RecordName => Cow::Borrowed(envelope.event_type.as_deref()?),
             SubjectStrategy::TopicRecordName => Cow::Owned(format!("{topic}-{}", envelope.event_type.as_deref()?)),
         };
-        if let Some(version) = envelope.schema_version.as_deref() {
+        // Registry versions are integers; a semantic version like "1.0" in the
+        // payload cannot name one, so it goes straight to the latest.
+        if let Some(version) = envelope.schema_version.as_deref().filter(|v| v.bytes().all(|b| b.is_ascii_digit())) {
             match self.cache.by_subject(&subject, Some(version)) {
                 Lookup::NotFound => {}
                 found => return Some(found),

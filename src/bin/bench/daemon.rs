@@ -1,6 +1,7 @@
 //! (b) pipewarden itself: run the daemon on the benchmark topic and watch
 //! `pipewarden_records_total` on /metrics until every record is processed.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,6 +20,18 @@ pub struct PipewardenResult {
     pub payload_bytes: u64,
     /// Sum of `pipewarden_envelope_problems_total` for the topic (0 expected).
     pub envelope_problems: u64,
+    /// `pipewarden_verdicts_total` for the topic, by verdict.
+    pub verdicts: BTreeMap<String, u64>,
+    /// `pipewarden_invalid_records_total` for the topic, by reason.
+    pub invalid_reasons: BTreeMap<String, u64>,
+    /// `pipewarden_unverified_records_total` for the topic, by reason.
+    pub unverified_reasons: BTreeMap<String, u64>,
+    /// `pipewarden_pii_detections_total` for the topic, by kind.
+    pub pii_detections: BTreeMap<String, u64>,
+    /// `pipewarden_records_by_format_total` for the topic, by format.
+    pub formats: BTreeMap<String, u64>,
+    /// `pipewarden_quarantined_records_total` for the topic.
+    pub quarantined: u64,
     /// (records - count at the first non-zero scrape) / (time between that
     /// scrape and the first scrape showing every record).
     pub events_per_second: f64,
@@ -100,7 +113,7 @@ fn regex_escape(name: &str) -> String {
 }
 
 /// A TOML basic string.
-fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -122,6 +135,9 @@ pub struct Run<'a> {
     pub records: u64,
     pub group: &'a str,
     pub properties: &'a [(String, String)],
+    /// `[registry]`, `[quarantine]`, `[[policies]]` etc. (TOML), appended
+    /// to the config file.
+    pub governance: &'a str,
     pub scrape_interval: Duration,
     pub timeout: Duration,
 }
@@ -147,10 +163,12 @@ pub fn run(r: &Run<'_>) -> anyhow::Result<PipewardenResult> {
          [http]\n\
          listen = '{addr}'\n\
          [log]\n\
-         level = 'warn'\n",
+         level = 'warn'\n\
+         {governance}",
         bootstrap = r.bootstrap,
         group = r.group,
         include = regex_escape(r.topic),
+        governance = r.governance,
     );
     let config = std::env::temp_dir().join(format!("pipewarden-bench-{}-{}.toml", std::process::id(), r.group));
     std::fs::write(&config, config_text).with_context(|| format!("writing {}", config.display()))?;
@@ -211,6 +229,17 @@ pub fn run(r: &Run<'_>) -> anyhow::Result<PipewardenResult> {
         std::thread::sleep((at + r.scrape_interval).saturating_duration_since(Instant::now()));
     };
     let process = sys::proc_stats(&daemon.pid())?;
+    // Verdicts are counted right after the record (same call): scrape again
+    // until they have caught up, so the totals below are complete.
+    let verdicts_of = |body: &str| sys::by_label(body, "pipewarden_verdicts_total", r.topic, "verdict");
+    let mut body = body;
+    let settle = Instant::now() + Duration::from_secs(5);
+    while verdicts_of(&body).values().sum::<u64>() < r.records && Instant::now() < settle {
+        std::thread::sleep(r.scrape_interval);
+        if let Ok(fresh) = sys::http_get(addr, "/metrics", Duration::from_secs(2)) {
+            body = fresh;
+        }
+    }
     let (first_at, first_count) = first.expect("set before the count can reach records");
     if first_count >= r.records {
         bail!("pipewarden processed all {} records between two scrapes; use more --records", r.records);
@@ -235,6 +264,12 @@ pub fn run(r: &Run<'_>) -> anyhow::Result<PipewardenResult> {
         records: count,
         payload_bytes: sys::sum_samples(&body, "pipewarden_record_bytes_total", r.topic),
         envelope_problems: sys::sum_samples(&body, "pipewarden_envelope_problems_total", r.topic),
+        verdicts: verdicts_of(&body),
+        invalid_reasons: sys::by_label(&body, "pipewarden_invalid_records_total", r.topic, "reason"),
+        unverified_reasons: sys::by_label(&body, "pipewarden_unverified_records_total", r.topic, "reason"),
+        pii_detections: sys::by_label(&body, "pipewarden_pii_detections_total", r.topic, "kind"),
+        formats: sys::by_label(&body, "pipewarden_records_by_format_total", r.topic, "format"),
+        quarantined: sys::sum_samples(&body, "pipewarden_quarantined_records_total", r.topic),
         events_per_second: (r.records - first_count) as f64 / window,
         first_to_last_seconds: window,
         count_at_first_scrape: first_count,

@@ -140,7 +140,14 @@ impl Kafka {
 
     /// Makes sure `topic` holds exactly `records` benchmark events over
     /// `partitions` partitions, producing them if it does not.
-    pub fn ensure_topic(&self, topic: &str, records: u64, partitions: i32, size: usize) -> anyhow::Result<Preload> {
+    pub fn ensure_topic(
+        &self,
+        topic: &str,
+        records: u64,
+        partitions: i32,
+        size: usize,
+        encoding: &Encoding,
+    ) -> anyhow::Result<Preload> {
         match self.topic_state(topic)? {
             Some(s) if s.partitions == partitions as usize && s.records == records as i64 && s.starts_at_zero => {
                 println!(
@@ -169,7 +176,7 @@ impl Kafka {
                 self.delete_topic(topic)?;
             }
             self.create_topic(topic, partitions)?;
-            let preload = produce(&self.bootstrap, topic, records, size)?;
+            let preload = produce(&self.bootstrap, topic, records, size, encoding)?;
             match self.topic_state(topic)? {
                 Some(s) if s.records == records as i64 && s.starts_at_zero => return Ok(preload),
                 Some(s) => eprintln!(
@@ -204,7 +211,16 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-fn produce(bootstrap: &str, topic: &str, records: u64, size: usize) -> anyhow::Result<Preload> {
+/// How the events of a topic are serialized.
+pub enum Encoding {
+    /// Plain JSON, padded to the target size.
+    Json,
+    /// Confluent wire format: magic byte 0, the 4-byte big-endian schema
+    /// ID, then the Avro binary body (padded to the target size in all).
+    Avro { schema: apache_avro::Schema, id: u32 },
+}
+
+fn produce(bootstrap: &str, topic: &str, records: u64, size: usize, encoding: &Encoding) -> anyhow::Result<Preload> {
     let producer: ThreadedProducer<DeliveryCounter> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "pipewarden-bench")
@@ -220,16 +236,23 @@ fn produce(bootstrap: &str, topic: &str, records: u64, size: usize) -> anyhow::R
         .context("failed to create the producer")?;
 
     let mut events = EventGen::new(0x7069_7065_7761_7264, size);
+    let mut avro = match encoding {
+        Encoding::Json => None,
+        Encoding::Avro { schema, id } => Some(AvroEncoder::new(schema, *id)?),
+    };
     let started = Instant::now();
     let mut bytes: u64 = 0;
     let step = (records / 10).max(1);
     for i in 0..records {
         events.next_event();
-        bytes += events.payload.len() as u64;
+        let payload: &[u8] = match &mut avro {
+            None => events.payload.as_bytes(),
+            Some(avro) => avro.encode(&events).with_context(|| format!("encoding record {i} as Avro"))?,
+        };
+        bytes += payload.len() as u64;
         let headers = OwnedHeaders::new_with_capacity(1)
             .insert(Header { key: "traceparent", value: Some(events.traceparent.as_str()) });
-        let mut record =
-            BaseRecord::to(topic).key(events.trace_id.as_str()).payload(events.payload.as_str()).headers(headers);
+        let mut record = BaseRecord::to(topic).key(events.trace_id.as_str()).payload(payload).headers(headers);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -299,19 +322,37 @@ struct Trace {
     reference: u32,
 }
 
+/// Every event type the generator produces, in pipeline order.
+pub fn event_types() -> impl Iterator<Item = &'static str> {
+    FLOWS.iter().flat_map(|flow| flow.iter().map(|(event_type, _)| *event_type))
+}
+
 /// Generates realistic agent events, many traces interleaved, each trace
 /// walking through its pipeline's event types in order.
-struct EventGen {
+pub(crate) struct EventGen {
     rng: SmallRng,
     size: usize,
     traces: Vec<Trace>,
     trace_id: String,
     traceparent: String,
-    payload: String,
+    /// The current event as JSON, padded to `size` bytes.
+    pub(crate) payload: String,
+    /// The current event's fields (the JSON and Avro forms carry the same).
+    event_type: &'static str,
+    producer: &'static str,
+    event_id: String,
+    created_at_ms: i64,
+    model: &'static str,
+    input_tokens: u32,
+    output_tokens: u32,
+    reference: u32,
+    step: usize,
+    /// Where in FILLER the text of `data.text` starts.
+    filler_offset: usize,
 }
 
 impl EventGen {
-    fn new(seed: u64, size: usize) -> Self {
+    pub(crate) fn new(seed: u64, size: usize) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let traces = (0..64).map(|_| new_trace(&mut rng)).collect();
         Self {
@@ -321,11 +362,33 @@ impl EventGen {
             trace_id: String::new(),
             traceparent: String::new(),
             payload: String::with_capacity(size + 64),
+            event_type: "",
+            producer: "",
+            event_id: String::new(),
+            created_at_ms: 0,
+            model: "",
+            input_tokens: 0,
+            output_tokens: 0,
+            reference: 0,
+            step: 0,
+            filler_offset: 0,
+        }
+    }
+
+    /// Appends `len` bytes of filler text starting at `filler_offset`.
+    fn push_filler(&self, out: &mut Vec<u8>, len: usize) {
+        let mut offset = self.filler_offset;
+        let mut left = len;
+        while left > 0 {
+            let take = left.min(FILLER.len() - offset);
+            out.extend_from_slice(&FILLER.as_bytes()[offset..offset + take]);
+            left -= take;
+            offset = 0;
         }
     }
 
     /// Fills `trace_id`, `traceparent` and `payload` with the next event.
-    fn next_event(&mut self) {
+    pub(crate) fn next_event(&mut self) {
         let rng = &mut self.rng;
         let slot = rng.random_range(0..self.traces.len());
         let trace = &mut self.traces[slot];
@@ -343,34 +406,166 @@ impl EventGen {
         let _ = write!(self.traceparent, "00-{}-{:016x}-01", self.trace_id, rng.random::<u64>() | 1);
 
         let uuid: u128 = rng.random();
-        let created_at = rfc3339_ms(OffsetDateTime::now_utc());
-        let model = MODELS[rng.random_range(0..MODELS.len())];
-        let input_tokens = rng.random_range(200..4000u32);
-        let output_tokens = rng.random_range(20..800u32);
-        let p = &mut self.payload;
-        p.clear();
+        self.event_id.clear();
         let _ = write!(
-            p,
-            r#"{{"event_type":"{event_type}","trace_id":"{}","event_id":"{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}","created_at":"{created_at}","schema_version":"1.0","producer":"{producer}","llm":{{"model":"{model}","input_tokens":{input_tokens},"output_tokens":{output_tokens}}},"data":{{"reference":"REF-{reference:08}","step":{step},"text":""#,
-            self.trace_id,
+            self.event_id,
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
             (uuid >> 96) as u32,
             (uuid >> 80) as u16,
             (uuid >> 64) as u16 & 0x0fff,
             ((uuid >> 48) as u16 & 0x3fff) | 0x8000,
             uuid as u64 & 0xffff_ffff_ffff,
         );
+        let now = OffsetDateTime::now_utc();
+        self.created_at_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let created_at = rfc3339_ms(now);
+        self.event_type = event_type;
+        self.producer = producer;
+        self.model = MODELS[rng.random_range(0..MODELS.len())];
+        self.input_tokens = rng.random_range(200..4000u32);
+        self.output_tokens = rng.random_range(20..800u32);
+        self.reference = reference;
+        self.step = step;
+        self.filler_offset = rng.random_range(0..FILLER.len());
+
+        let p = &mut self.payload;
+        p.clear();
+        let _ = write!(
+            p,
+            r#"{{"event_type":"{event_type}","trace_id":"{}","event_id":"{}","created_at":"{created_at}","schema_version":"1.0","producer":"{producer}","llm":{{"model":"{}","input_tokens":{},"output_tokens":{}}},"data":{{"reference":"REF-{reference:08}","step":{step},"text":""#,
+            self.trace_id, self.event_id, self.model, self.input_tokens, self.output_tokens,
+        );
         const TAIL: &str = r#""}}"#;
         let filler = self.size.saturating_sub(p.len() + TAIL.len());
-        let mut offset = rng.random_range(0..FILLER.len());
-        let mut left = filler;
-        while left > 0 {
-            let take = left.min(FILLER.len() - offset);
-            p.push_str(&FILLER[offset..offset + take]);
-            left -= take;
-            offset = 0;
-        }
-        p.push_str(TAIL);
+        let mut text = std::mem::take(p).into_bytes();
+        self.push_filler(&mut text, filler);
+        text.extend_from_slice(TAIL.as_bytes());
+        // FILLER is ASCII.
+        self.payload = String::from_utf8(text).expect("ASCII filler");
     }
+}
+
+/// Field names and shape of the Avro form of the bench events (the JSON
+/// form's fields, nested the same way; `created_at` as timestamp-millis).
+pub const AVRO_SCHEMA: &str = r#"{
+  "type": "record",
+  "name": "AgentEvent",
+  "namespace": "dev.pipewarden.bench",
+  "doc": "An agent event of the pipewarden ingest benchmark.",
+  "fields": [
+    {"name": "event_type", "type": "string"},
+    {"name": "trace_id", "type": "string"},
+    {"name": "event_id", "type": "string"},
+    {"name": "created_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "schema_version", "type": "string"},
+    {"name": "producer", "type": "string"},
+    {"name": "causation_id", "type": ["null", "string"], "default": null},
+    {"name": "llm", "type": {
+      "type": "record",
+      "name": "Llm",
+      "fields": [
+        {"name": "model", "type": "string"},
+        {"name": "input_tokens", "type": "int"},
+        {"name": "output_tokens", "type": "int"}
+      ]
+    }},
+    {"name": "data", "type": {
+      "type": "record",
+      "name": "Data",
+      "fields": [
+        {"name": "reference", "type": "string"},
+        {"name": "step", "type": "int"},
+        {"name": "text", "type": "string"}
+      ]
+    }}
+  ]
+}"#;
+
+/// Encodes events in the Confluent wire format with [`AVRO_SCHEMA`].
+pub(crate) struct AvroEncoder<'s> {
+    writer: apache_avro::writer::datum::GenericDatumWriter<'s>,
+    id: u32,
+    buf: Vec<u8>,
+}
+
+impl<'s> AvroEncoder<'s> {
+    pub(crate) fn new(schema: &'s apache_avro::Schema, id: u32) -> anyhow::Result<Self> {
+        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+            .build()
+            .context("building the Avro writer")?;
+        Ok(Self { writer, id, buf: Vec::with_capacity(1024) })
+    }
+
+    /// The wire-format bytes of the current event, `events.size` bytes when
+    /// the fields leave room for filler text.
+    pub(crate) fn encode(&mut self, events: &EventGen) -> anyhow::Result<&[u8]> {
+        use apache_avro::types::Value;
+        let s = |v: &str| Value::String(v.to_string());
+        let value = Value::Record(vec![
+            ("event_type".into(), s(events.event_type)),
+            ("trace_id".into(), s(&events.trace_id)),
+            ("event_id".into(), s(&events.event_id)),
+            ("created_at".into(), Value::TimestampMillis(events.created_at_ms)),
+            ("schema_version".into(), s("1.0")),
+            ("producer".into(), s(events.producer)),
+            ("causation_id".into(), Value::Union(0, Box::new(Value::Null))),
+            (
+                "llm".into(),
+                Value::Record(vec![
+                    ("model".into(), s(events.model)),
+                    ("input_tokens".into(), Value::Int(events.input_tokens as i32)),
+                    ("output_tokens".into(), Value::Int(events.output_tokens as i32)),
+                ]),
+            ),
+            (
+                "data".into(),
+                Value::Record(vec![
+                    ("reference".into(), Value::String(format!("REF-{:08}", events.reference))),
+                    ("step".into(), Value::Int(events.step as i32)),
+                    // Filled in below: `text` is the datum's last field.
+                    ("text".into(), s("")),
+                ]),
+            ),
+        ]);
+        self.buf.clear();
+        self.buf.push(0);
+        self.buf.extend_from_slice(&self.id.to_be_bytes());
+        self.writer.write_value_ref(&mut self.buf, &value).context("Avro encoding")?;
+        // The datum ends with the empty `text` string: its length 0 (one
+        // byte). Replace it with the filler's length and bytes, so the record
+        // has the target size without a second encoding.
+        debug_assert_eq!(self.buf.last(), Some(&0));
+        self.buf.pop();
+        let fixed = self.buf.len();
+        let target = events.size;
+        let mut len = target.saturating_sub(fixed + 1);
+        while len > 0 && fixed + zigzag_len(len as i64) + len > target {
+            len -= 1;
+        }
+        put_zigzag(&mut self.buf, len as i64);
+        events.push_filler(&mut self.buf, len);
+        Ok(&self.buf)
+    }
+}
+
+/// Bytes of the zig-zag varint encoding of `n` (Avro `long`).
+fn zigzag_len(n: i64) -> usize {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    let mut len = 1;
+    while z >= 0x80 {
+        z >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_zigzag(out: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
 }
 
 fn new_trace(rng: &mut SmallRng) -> Trace {

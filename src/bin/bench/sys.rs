@@ -137,33 +137,71 @@ fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Sums the samples of counter `name` (e.g. `pipewarden_records_total`)
-/// whose label set contains `topic="<topic>"`, in Prometheus text format.
-pub fn sum_samples(body: &str, name: &str, topic: &str) -> u64 {
-    let wanted = format!("topic=\"{}\"", escape_label(topic));
-    let mut total = 0.0f64;
-    for line in body.lines() {
-        let Some(labels_and_value) = line.strip_prefix(name).and_then(|rest| rest.strip_prefix('{')) else {
-            continue;
-        };
-        let Some(close) = labels_and_value.rfind('}') else {
-            continue;
-        };
-        let labels = &labels_and_value[..close];
-        let matches = labels.match_indices(&wanted).any(|(i, _)| i == 0 || labels.as_bytes()[i - 1] == b',');
-        if !matches {
-            continue;
+/// The samples of metric `name` in Prometheus/OpenMetrics text format:
+/// (label pairs, value) per line. Label values are unescaped.
+pub fn samples<'a>(body: &'a str, name: &'a str) -> impl Iterator<Item = (Vec<(&'a str, String)>, f64)> + 'a {
+    body.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (labels, rest) = parse_labels(rest)?;
+        let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+        Some((labels, value))
+    })
+}
+
+/// Parses `a="x",b="y\"z"}` up to and including the closing brace; returns
+/// the pairs and what follows the brace.
+fn parse_labels(mut s: &str) -> Option<(Vec<(&str, String)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        s = s.trim_start_matches(',');
+        if let Some(rest) = s.strip_prefix('}') {
+            return Some((labels, rest));
         }
-        if let Some(value) = labels_and_value[close + 1..].split_whitespace().next().and_then(|v| v.parse::<f64>().ok())
-        {
-            total += value;
-        }
+        let (key, rest) = s.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((key.trim(), value));
+        s = &rest[end + 1..];
     }
+}
+
+/// Sums the samples of metric `name` whose labels include every `(label, value)` of `wanted`.
+pub fn sum_where(body: &str, name: &str, wanted: &[(&str, &str)]) -> u64 {
+    let total: f64 = samples(body, name)
+        .filter(|(labels, _)| wanted.iter().all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .map(|(_, value)| value)
+        .sum();
     total.round() as u64
 }
 
-fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// Samples of metric `name` for `topic`, summed per value of `label`.
+pub fn by_label(body: &str, name: &str, topic: &str, label: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (labels, value) in samples(body, name) {
+        if !labels.iter().any(|(k, v)| *k == "topic" && v == topic) {
+            continue;
+        }
+        if let Some((_, v)) = labels.iter().find(|(k, _)| *k == label) {
+            *out.entry(v.clone()).or_insert(0.0) += value;
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, v.round() as u64)).collect()
+}
+
+/// Sums the samples of counter `name` (e.g. `pipewarden_records_total`)
+/// whose label set contains `topic="<topic>"`, in Prometheus text format.
+pub fn sum_samples(body: &str, name: &str, topic: &str) -> u64 {
+    sum_where(body, name, &[("topic", topic)])
 }
 
 #[cfg(test)]
@@ -178,6 +216,23 @@ mod tests {
             pipewarden_records_total{x=\"1\",topic=\"a\"} 2\n\
             pipewarden_records_total_other{topic=\"a\"} 7\n";
         assert_eq!(sum_samples(body, "pipewarden_records_total", "a"), 12);
+    }
+
+    #[test]
+    fn sums_and_groups_by_labels() {
+        let body = "pipewarden_verdicts_total{topic=\"a\",verdict=\"valid\"} 10\n\
+            pipewarden_verdicts_total{topic=\"a\",verdict=\"invalid\"} 2\n\
+            pipewarden_verdicts_total{topic=\"b\",verdict=\"valid\"} 5\n\
+            pipewarden_verdicts_total{topic=\"a\\\"x\",verdict=\"valid\"} 7\n\
+            pipewarden_verdicts_total_created{topic=\"a\",verdict=\"valid\"} 1.7e9\n";
+        let name = "pipewarden_verdicts_total";
+        assert_eq!(sum_where(body, name, &[("topic", "a"), ("verdict", "valid")]), 10);
+        assert_eq!(sum_where(body, name, &[("topic", "a\"x")]), 7);
+        assert_eq!(sum_where(body, name, &[("verdict", "valid")]), 22);
+        let by = by_label(body, name, "a", "verdict");
+        assert_eq!(by.get("valid"), Some(&10));
+        assert_eq!(by.get("invalid"), Some(&2));
+        assert_eq!(by.len(), 2);
     }
 
     #[test]
