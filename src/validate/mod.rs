@@ -269,8 +269,13 @@ impl Validator {
             }
         }
 
-        // 5. Schema.
-        let schema_id = envelope.schema_id.or_else(|| header_schema_id(headers));
+        // 5. Schema. The `__value_schema_id` header is only read when the
+        // policy uses schemas: reading headers makes librdkafka parse them.
+        let schema_id = match envelope.schema_id {
+            Some(id) => Some(id),
+            None if policy.schema != SchemaRequirement::Off => header_schema_id(headers),
+            None => None,
+        };
         let lookup = match schema_id {
             Some(id) => Some(self.cache.by_id(id)),
             None if policy.schema == SchemaRequirement::Off || !is_json => None,
@@ -411,6 +416,14 @@ fn header_schema_id<H: Headers + ?Sized>(headers: &H) -> Option<u32> {
 /// Whether JSON nesting (objects and arrays) goes deeper than `max_depth`.
 /// A single byte scan that skips strings; it does not validate the JSON.
 pub fn json_depth_exceeds(json: &[u8], max_depth: usize) -> bool {
+    // Nesting deeper than `max_depth` needs more opening brackets than that.
+    // Counting them is a branch-free pass the compiler vectorises; the
+    // stateful scan below (measured at ~30% of per-record CPU on 500-byte
+    // events) then runs only for bracket-heavy payloads.
+    let openings = json.iter().map(|&b| usize::from(b == b'{' || b == b'[')).sum::<usize>();
+    if openings <= max_depth {
+        return false;
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
