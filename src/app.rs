@@ -47,7 +47,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         exclude_internal = config.topics.exclude_internal,
         listen = %listen,
         kafka_properties = ?config.redacted_properties(),
-        features = "ingest,envelope,metrics",
+        features = "ingest,envelope,validate,quarantine,metrics",
+        schemas = %config.registry.url.clone().unwrap_or_else(|| format!("folder {}", config.registry.schemas_dir.display())),
+        quarantine = %config.quarantine.topic_template,
+        policies = config.policies.len(),
         librdkafka = %librdkafka,
         librdkafka_features = %librdkafka_features,
         "pipewarden starting"
