@@ -46,11 +46,10 @@ HOST=127.0.0.1
 LOCAL_BOOTSTRAP="$HOST:$KAFKA_PORT"
 READY_LINE='Kafka Server started'
 
-say() { echo "kafka: $*"; }
-die() { echo "kafka: error: $*" >&2; exit 1; }
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+SERVICE=kafka
+PID_PATTERN='kafka.Kafka'
+# shellcheck source=scripts/lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
 # --- external cluster ------------------------------------------------------
 
@@ -137,25 +136,6 @@ format_storage() {
 
 # --- process state ---------------------------------------------------------
 
-port_open() { # port
-  timeout 1 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
-}
-
-# Prints the recorded pid if that process is alive and is our broker
-# (guards against a reused pid); removes a stale pid file.
-live_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid="$(tr -dc 0-9 <"$PID_FILE")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$PID_FILE"
-  return 1
-}
-
 ready() { # pid
   kill -0 "$1" 2>/dev/null && port_open "$KAFKA_PORT" &&
     grep -q "$READY_LINE" "$LOG" 2>/dev/null
@@ -170,44 +150,25 @@ show_log_tail() {
   fi
 }
 
-wait_ready() { # pid t0
-  local pid="$1" t0="$2" deadline
-  deadline=$(( $(date +%s) + KAFKA_START_TIMEOUT ))
-  until ready "$pid"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$PID_FILE"
-      show_log_tail
-      die "broker (pid $pid) exited during startup"
-    fi
-    if (( $(date +%s) >= deadline )); then
-      show_log_tail
-      die "broker (pid $pid) not ready on $LOCAL_BOOTSTRAP after ${KAFKA_START_TIMEOUT}s; it is still running: 'scripts/kafka.sh stop' to end it"
-    fi
-    sleep 0.2
-  done
-  echo "kafka ready on $LOCAL_BOOTSTRAP in $(since "$t0")s (pid $pid)"
+await_ready() { # pid t0
+  wait_ready "$1" "$KAFKA_START_TIMEOUT" "$LOCAL_BOOTSTRAP"
+  echo "kafka ready on $LOCAL_BOOTSTRAP in $(since "$2")s (pid $1)"
 }
 
 # --- commands --------------------------------------------------------------
-
-with_lock() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK"
-  flock -w 120 9 || die "another scripts/kafka.sh holds $LOCK"
-}
 
 cmd_start() {
   if external; then say "using external cluster at $KAFKA_BOOTSTRAP"; return 0; fi
   local t0 pid
   t0="$(now)"
-  with_lock
+  with_lock 120
   if pid="$(live_pid)"; then
     if ready "$pid"; then
       say "already running on $LOCAL_BOOTSTRAP (pid $pid)"
       return 0
     fi
     say "broker (pid $pid) is starting; waiting for it"
-    wait_ready "$pid" "$t0"
+    await_ready "$pid" "$t0"
     return 0
   fi
   need_java
@@ -241,32 +202,13 @@ cmd_start() {
   pid="$(tr -dc 0-9 <"$PID_FILE" 2>/dev/null || true)"
   [[ -n "$pid" ]] || { show_log_tail; die "broker did not start (no pid recorded)"; }
   say "started broker (pid $pid), waiting until ready..."
-  wait_ready "$pid" "$t0"
+  await_ready "$pid" "$t0"
 }
 
 cmd_stop() {
   if external; then say "using external cluster at $KAFKA_BOOTSTRAP; nothing to stop"; return 0; fi
-  with_lock
-  local pid
-  if ! pid="$(live_pid)"; then
-    say "not running"
-    return 0
-  fi
-  local t0 deadline
-  t0="$(now)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$(( $(date +%s) + KAFKA_STOP_TIMEOUT ))
-  while kill -0 "$pid" 2>/dev/null; do
-    if (( $(date +%s) >= deadline )); then
-      say "pid $pid still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$PID_FILE"
-  say "stopped (pid $pid) in $(since "$t0")s"
+  with_lock 120
+  stop_recorded "$KAFKA_STOP_TIMEOUT"
 }
 
 cmd_status() {

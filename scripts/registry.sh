@@ -71,11 +71,10 @@ HOST=127.0.0.1
 API_PATH=/apis/ccompat/v7
 LOCAL_URL="http://$HOST:$REGISTRY_PORT$API_PATH"
 
-say() { echo "registry: $*"; }
-die() { echo "registry: error: $*" >&2; exit 1; }
-
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+SERVICE=registry
+PID_PATTERN="$RUN_JAR"
+# shellcheck source=scripts/lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 
 # --- external registry -----------------------------------------------------
 
@@ -173,25 +172,6 @@ fetch_app() {
 
 # --- process state ---------------------------------------------------------
 
-port_open() { # port
-  timeout 1 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
-}
-
-# Prints the recorded pid if that process is alive and is our registry
-# (guards against a reused pid); removes a stale pid file.
-live_pid() {
-  [[ -f "$PID_FILE" ]] || return 1
-  local pid
-  pid="$(tr -dc 0-9 <"$PID_FILE")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$RUN_JAR"; then
-    echo "$pid"
-    return 0
-  fi
-  rm -f "$PID_FILE"
-  return 1
-}
-
 http_code() { # url
   curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$1" 2>/dev/null || true
 }
@@ -205,45 +185,26 @@ show_log_tail() {
   tail -n 40 "$LOG" >&2 2>/dev/null || echo "(no log)" >&2
 }
 
-wait_ready() { # pid t0
-  local pid="$1" t0="$2" deadline
-  deadline=$(( $(date +%s) + REGISTRY_START_TIMEOUT ))
-  until ready "$pid"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$PID_FILE"
-      show_log_tail
-      die "registry (pid $pid) exited during startup"
-    fi
-    if (( $(date +%s) >= deadline )); then
-      show_log_tail
-      die "registry (pid $pid) not ready at $LOCAL_URL after ${REGISTRY_START_TIMEOUT}s; it is still running: 'scripts/registry.sh stop' to end it"
-    fi
-    sleep 0.2
-  done
-  echo "registry ready in $(since "$t0")s (pid $pid): SCHEMA_REGISTRY_URL=$LOCAL_URL"
+await_ready() { # pid t0
+  wait_ready "$1" "$REGISTRY_START_TIMEOUT" "$LOCAL_URL"
+  echo "registry ready in $(since "$2")s (pid $1): SCHEMA_REGISTRY_URL=$LOCAL_URL"
 }
 
 # --- commands --------------------------------------------------------------
-
-with_lock() {
-  mkdir -p "$RUN_DIR"
-  exec 9>"$LOCK"
-  flock -w 180 9 || die "another scripts/registry.sh holds $LOCK"
-}
 
 cmd_start() {
   if external; then say "using external registry at $SCHEMA_REGISTRY_URL"; return 0; fi
   local t0 pid
   t0="$(now)"
   need_curl
-  with_lock
+  with_lock 180
   if pid="$(live_pid)"; then
     if ready "$pid"; then
       say "already running at $LOCAL_URL (pid $pid)"
       return 0
     fi
     say "registry (pid $pid) is starting; waiting for it"
-    wait_ready "$pid" "$t0"
+    await_ready "$pid" "$t0"
     return 0
   fi
   need_java
@@ -293,32 +254,13 @@ cmd_start() {
   pid="$(tr -dc 0-9 <"$PID_FILE" 2>/dev/null || true)"
   [[ -n "$pid" ]] || { show_log_tail; die "registry did not start (no pid recorded)"; }
   say "started (pid $pid), waiting until ready..."
-  wait_ready "$pid" "$t0"
+  await_ready "$pid" "$t0"
 }
 
 cmd_stop() {
   if external; then say "using external registry at $SCHEMA_REGISTRY_URL; nothing to stop"; return 0; fi
-  with_lock
-  local pid
-  if ! pid="$(live_pid)"; then
-    say "not running"
-    return 0
-  fi
-  local t0 deadline
-  t0="$(now)"
-  kill -TERM "$pid" 2>/dev/null || true
-  deadline=$(( $(date +%s) + REGISTRY_STOP_TIMEOUT ))
-  while kill -0 "$pid" 2>/dev/null; do
-    if (( $(date +%s) >= deadline )); then
-      say "pid $pid still alive after ${REGISTRY_STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      sleep 0.5
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$PID_FILE"
-  say "stopped (pid $pid) in $(since "$t0")s"
+  with_lock 180
+  stop_recorded "$REGISTRY_STOP_TIMEOUT"
 }
 
 cmd_status() {

@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/kafka.sh and scripts/registry.sh: a local service
+# that runs in the background and is known only by the PID it recorded.
+#
+# The sourcing script sets, before calling these:
+#   SERVICE      name used in messages and in 'scripts/$SERVICE.sh'
+#   HOST         address the service listens on
+#   RUN_DIR      runtime folder (pid file, lock, logs)
+#   PID_FILE     where the pid is recorded
+#   LOCK         lock file serialising start/stop
+#   PID_PATTERN  fixed text the service's command line contains, so a reused
+#                pid of an unrelated process is never taken for (or killed as) it
+# and defines:
+#   ready <pid>      success once the service answers
+#   show_log_tail    prints the end of its logs to stderr
+
+say() { echo "$SERVICE: $*"; }
+die() { echo "$SERVICE: error: $*" >&2; exit 1; }
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+port_open() { # port
+  timeout 1 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
+}
+
+# Prints the recorded pid if that process is alive and is our service;
+# removes a stale pid file.
+live_pid() {
+  [[ -f "$PID_FILE" ]] || return 1
+  local pid
+  pid="$(tr -dc 0-9 <"$PID_FILE")"
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
+     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$PID_PATTERN"; then
+    echo "$pid"
+    return 0
+  fi
+  rm -f "$PID_FILE"
+  return 1
+}
+
+with_lock() { # seconds to wait for the lock
+  mkdir -p "$RUN_DIR"
+  exec 9>"$LOCK"
+  flock -w "$1" 9 || die "another scripts/$SERVICE.sh holds $LOCK"
+}
+
+wait_ready() { # pid timeout-seconds where
+  local pid="$1" timeout="$2" where="$3" deadline
+  deadline=$(( $(date +%s) + timeout ))
+  until ready "$pid"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$PID_FILE"
+      show_log_tail
+      die "$SERVICE (pid $pid) exited during startup"
+    fi
+    if (( $(date +%s) >= deadline )); then
+      show_log_tail
+      die "$SERVICE (pid $pid) not ready at $where after ${timeout}s; it is still running: 'scripts/$SERVICE.sh stop' to end it"
+    fi
+    sleep 0.2
+  done
+}
+
+# Stops the recorded process: SIGTERM, then SIGKILL after the timeout.
+stop_recorded() { # timeout-seconds
+  local pid t0 deadline
+  if ! pid="$(live_pid)"; then
+    say "not running"
+    return 0
+  fi
+  t0="$(now)"
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$(( $(date +%s) + $1 ))
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( $(date +%s) >= deadline )); then
+      say "pid $pid still alive after ${1}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$PID_FILE"
+  say "stopped (pid $pid) in $(since "$t0")s"
+}
