@@ -338,19 +338,8 @@ pub fn validate_policies(raw: Vec<RawPolicy>, problems: &mut Vec<ConfigProblem>)
         if raw.topics.is_empty() {
             problem(problems, at("topics"), ProblemKind::Empty);
         }
-        let topics = raw
-            .topics
-            .iter()
-            .enumerate()
-            .filter_map(|(i, pattern)| match Regex::new(&format!("^(?:{pattern})$")) {
-                Ok(regex) => Some(regex),
-                Err(err) => {
-                    let message = err.to_string().lines().last().unwrap_or("").trim().to_string();
-                    problem(problems, format!("policies[{index}].topics[{i}]"), ProblemKind::InvalidRegex(message));
-                    None
-                }
-            })
-            .collect();
+        let (topics, invalid) = super::compile_patterns(&format!("policies[{index}].topics"), &raw.topics);
+        problems.extend(invalid);
         let mut required_fields = Vec::new();
         for (i, name) in raw.required_fields.iter().enumerate() {
             let field = match name.as_str() {

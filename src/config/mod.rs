@@ -539,18 +539,9 @@ impl RawConfig {
             problem("topics.include", ProblemKind::Empty);
         }
         let mut compile = |key: &str, patterns: &[String]| -> Vec<Regex> {
-            patterns
-                .iter()
-                .enumerate()
-                .filter_map(|(index, pattern)| match Regex::new(&format!("^(?:{pattern})$")) {
-                    Ok(regex) => Some(regex),
-                    Err(err) => {
-                        let message = err.to_string().lines().last().unwrap_or("").trim().to_string();
-                        problem(&format!("{key}[{index}]"), ProblemKind::InvalidRegex(message));
-                        None
-                    }
-                })
-                .collect()
+            let (regexes, invalid) = compile_patterns(key, patterns);
+            invalid.into_iter().for_each(|p| problem(&p.path, p.kind));
+            regexes
         };
         let include = compile("topics.include", &self.topics.include);
         let exclude = compile("topics.exclude", &self.topics.exclude);
@@ -662,6 +653,26 @@ impl RawConfig {
             quarantine,
         })
     }
+}
+
+/// Compiles topic patterns anchored to whole names; patterns that do not
+/// compile come back as problems at `key[index]`.
+pub(crate) fn compile_patterns(key: &str, patterns: &[String]) -> (Vec<Regex>, Vec<ConfigProblem>) {
+    let mut problems = Vec::new();
+    let regexes = patterns
+        .iter()
+        .enumerate()
+        .filter_map(|(index, pattern)| match Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(regex) => Some(regex),
+            Err(err) => {
+                let message = err.to_string().lines().last().unwrap_or("").trim().to_string();
+                problems
+                    .push(ConfigProblem { path: format!("{key}[{index}]"), kind: ProblemKind::InvalidRegex(message) });
+                None
+            }
+        })
+        .collect();
+    (regexes, problems)
 }
 
 /// librdkafka properties marked "C" (consumer only) in CONFIGURATION.md.
