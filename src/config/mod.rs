@@ -296,13 +296,6 @@ pub struct Config {
     pub policies: Vec<Policy>,
 }
 
-impl Config {
-    /// The policy for `topic`, if any applies.
-    pub fn policy_for(&self, topic: &str) -> Option<&Policy> {
-        self.policies.iter().find(|policy| policy.applies_to(topic))
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,

@@ -37,10 +37,6 @@ impl Health {
         }
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.readiness().is_ok()
-    }
-
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
     }
@@ -63,7 +59,7 @@ mod tests {
         let health = Health::default();
         assert_eq!(health.readiness(), Err(vec!["waiting for partition assignment"]));
         health.assigned.store(true, Ordering::Release);
-        assert!(health.is_ready());
+        assert_eq!(health.readiness(), Ok(()));
         health.set_registry_down(true);
         health.set_quarantine_blocked(2);
         assert_eq!(health.readiness().unwrap_err().len(), 2);
