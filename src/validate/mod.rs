@@ -30,7 +30,6 @@ pub mod registry;
 pub mod schema;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{
@@ -41,6 +40,9 @@ use cache::{CacheSettings, Lookup, SchemaCache, SchemaSource};
 use pii::{PiiKind, PiiKinds, PiiScanner};
 use registry::{RegistryClient, RegistrySettings};
 use schema::ViolationReason;
+
+/// Looked up once per record (the topic's policy): aHash, as in `observe`.
+type HashMap<K, V> = ahash::AHashMap<K, V>;
 
 /// Builds the schema cache from `[registry]`: a registry client when a URL is
 /// set, else the schema folder (read now, so bad files fail the start-up).
@@ -199,8 +201,8 @@ impl Validator {
         Self {
             cache,
             policies,
-            topic_policy: HashMap::new(),
-            topic_subjects: HashMap::new(),
+            topic_policy: HashMap::default(),
+            topic_subjects: HashMap::default(),
             strategy: config.registry.subject_strategy,
             on_unavailable: config.registry.on_unavailable,
         }
