@@ -194,13 +194,7 @@ cmd_start() {
       -Dkafka.logs.dir="$RUN_DIR" \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" \
     </dev/null >>"$OUT" 2>&1 9>&-
-  local _i
-  for _i in $(seq 50); do
-    [[ -s "$PID_FILE" ]] && break
-    sleep 0.1
-  done
-  pid="$(tr -dc 0-9 <"$PID_FILE" 2>/dev/null || true)"
-  [[ -n "$pid" ]] || { show_log_tail; die "broker did not start (no pid recorded)"; }
+  pid="$(launched_pid)"
   say "started broker (pid $pid), waiting until ready..."
   await_ready "$pid" "$t0"
 }

@@ -246,13 +246,7 @@ cmd_start() {
       ${REGISTRY_JVM_OPTS:-} \
       -jar "$RUN_JAR" \
     </dev/null >>"$LOG" 2>&1 9>&-
-  local _i
-  for _i in $(seq 50); do
-    [[ -s "$PID_FILE" ]] && break
-    sleep 0.1
-  done
-  pid="$(tr -dc 0-9 <"$PID_FILE" 2>/dev/null || true)"
-  [[ -n "$pid" ]] || { show_log_tail; die "registry did not start (no pid recorded)"; }
+  pid="$(launched_pid)"
   say "started (pid $pid), waiting until ready..."
   await_ready "$pid" "$t0"
 }

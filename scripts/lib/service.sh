@@ -45,6 +45,19 @@ with_lock() { # seconds to wait for the lock
   flock -w "$1" 9 || die "another scripts/$SERVICE.sh holds $LOCK"
 }
 
+# Prints the pid the launcher recorded (it writes PID_FILE, then execs the
+# service); dies with the log tail when none appears within 5 s.
+launched_pid() {
+  local _i pid
+  for _i in $(seq 50); do
+    [[ -s "$PID_FILE" ]] && break
+    sleep 0.1
+  done
+  pid="$(tr -dc 0-9 <"$PID_FILE" 2>/dev/null || true)"
+  [[ -n "$pid" ]] || { show_log_tail; die "$SERVICE did not start (no pid recorded)"; }
+  echo "$pid"
+}
+
 wait_ready() { # pid timeout-seconds where
   local pid="$1" timeout="$2" where="$3" deadline
   deadline=$(( $(date +%s) + timeout ))
