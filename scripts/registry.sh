@@ -29,6 +29,17 @@
 #                             the registry per Java version in .cache/registry/
 #                             (written at the first stop, ~80 MB; later starts
 #                             use ~15% less CPU); 0: none
+#   REGISTRY_SECURE           1: a second, secured instance (HTTPS only, HTTP
+#                             basic auth on every path) for the tests of
+#                             pipewarden's registry TLS and credentials. It has
+#                             its own run folder (.run/registry-secure/), ports
+#                             (REGISTRY_PORT 8444, REGISTRY_MANAGEMENT_PORT 8094
+#                             by default), a test CA and server certificate made
+#                             once with openssl in .run/registry-secure/tls/
+#                             (ca.pem, cert.pem, key.pem), user "pipewarden"
+#                             and a random password kept in tls/password.
+#                             'env' prints the SECURE_REGISTRY_* variables
+#                             the tests read.
 #   REGISTRY_JAVA_HOME        Java 21+ to use; else the first Java 21+ of
 #                             JAVA_HOME, java on PATH and the newest JDK in
 #                             /usr/lib/jvm (Apicurio 3.3 is compiled for Java
@@ -56,7 +67,18 @@ MIN_JAVA=21
 CACHE_DIR="$ROOT/.cache/registry"
 APP_DIR="$CACHE_DIR/apicurio-registry-$APICURIO_VERSION"
 RUN_JAR="$APP_DIR/quarkus-run.jar"
-RUN_DIR="$ROOT/.run/registry"
+REGISTRY_SECURE="${REGISTRY_SECURE:-0}"
+if [[ "$REGISTRY_SECURE" == 1 ]]; then
+  RUN_DIR="$ROOT/.run/registry-secure"
+  REGISTRY_PORT="${REGISTRY_PORT:-8444}"
+  REGISTRY_MANAGEMENT_PORT="${REGISTRY_MANAGEMENT_PORT:-8094}"
+  SCHEME=https
+else
+  RUN_DIR="$ROOT/.run/registry"
+  SCHEME=http
+fi
+TLS_DIR="$RUN_DIR/tls"
+SECURE_USER=pipewarden
 TMP_DIR="$RUN_DIR/tmp"
 PID_FILE="$RUN_DIR/registry.pid"
 LOG="$RUN_DIR/registry.log"
@@ -65,11 +87,13 @@ LOCK="$RUN_DIR/.lock"
 REGISTRY_PORT="${REGISTRY_PORT:-8081}"
 REGISTRY_MANAGEMENT_PORT="${REGISTRY_MANAGEMENT_PORT:-8091}"
 REGISTRY_START_TIMEOUT="${REGISTRY_START_TIMEOUT:-120}"
-REGISTRY_CDS="${REGISTRY_CDS:-1}"
+# The secured instance keeps no archive of its own: two JVMs writing one
+# archive file at exit could race.
+if [[ "${REGISTRY_SECURE:-0}" == 1 ]]; then REGISTRY_CDS="${REGISTRY_CDS:-0}"; else REGISTRY_CDS="${REGISTRY_CDS:-1}"; fi
 REGISTRY_STOP_TIMEOUT=30
 HOST=127.0.0.1
 API_PATH=/apis/ccompat/v7
-LOCAL_URL="http://$HOST:$REGISTRY_PORT$API_PATH"
+LOCAL_URL="$SCHEME://$HOST:$REGISTRY_PORT$API_PATH"
 
 SERVICE=registry
 PID_PATTERN="$RUN_JAR"
@@ -173,7 +197,31 @@ fetch_app() {
 # --- process state ---------------------------------------------------------
 
 http_code() { # url
-  curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$1" 2>/dev/null || true
+  local auth=()
+  [[ "$REGISTRY_SECURE" == 1 ]] &&
+    auth=(--cacert "$TLS_DIR/ca.pem" -u "$SECURE_USER:$(cat "$TLS_DIR/password" 2>/dev/null)")
+  curl -s -o /dev/null -w '%{http_code}' --max-time 3 "${auth[@]}" "$1" 2>/dev/null || true
+}
+
+# The secured instance's test CA, server certificate (for 127.0.0.1 and
+# localhost) and password, made once; test material only, never for production.
+make_tls() {
+  [[ -f "$TLS_DIR/.complete" ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (e.g. apt-get install openssl)"
+  rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR" && chmod 700 "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 3650 \
+      -subj "/CN=pipewarden test registry CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout key.pem -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+      'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 3650 \
+      -extfile server.ext 2>/dev/null
+    openssl rand -hex 16 >password
+    chmod 600 key.pem ca-key.pem password
+  ) || die "could not make the test certificates in $TLS_DIR"
+  touch "$TLS_DIR/.complete"
 }
 
 ready() { # pid
@@ -187,7 +235,9 @@ show_log_tail() {
 
 await_ready() { # pid t0
   wait_ready "$1" "$REGISTRY_START_TIMEOUT" "$LOCAL_URL"
-  echo "registry ready in $(since "$2")s (pid $1): SCHEMA_REGISTRY_URL=$LOCAL_URL"
+  local var=SCHEMA_REGISTRY_URL
+  [[ "$REGISTRY_SECURE" == 1 ]] && var=SECURE_REGISTRY_URL
+  echo "registry ready in $(since "$2")s (pid $1): $var=$LOCAL_URL"
 }
 
 # --- commands --------------------------------------------------------------
@@ -216,6 +266,24 @@ cmd_start() {
   done
   fetch_app
   mkdir -p "$TMP_DIR"
+  local secure=()
+  if [[ "$REGISTRY_SECURE" == 1 ]]; then
+    make_tls
+    # HTTPS only, and every path (API and UI) needs HTTP basic auth: Quarkus'
+    # embedded user store, which Apicurio's build enables.
+    secure=(
+      -Dquarkus.http.port=0 -Dquarkus.http.insecure-requests=disabled
+      -Dquarkus.http.ssl-port="$REGISTRY_PORT"
+      -Dquarkus.http.ssl.certificate.files="$TLS_DIR/cert.pem"
+      -Dquarkus.http.ssl.certificate.key-files="$TLS_DIR/key.pem"
+      -Dquarkus.http.auth.basic=true
+      -Dquarkus.security.users.embedded.plain-text=true
+      "-Dquarkus.security.users.embedded.users.$SECURE_USER=$(cat "$TLS_DIR/password")"
+      "-Dquarkus.security.users.embedded.roles.$SECURE_USER=sr-admin"
+      '-Dquarkus.http.auth.permission.authenticated.paths=/*'
+      -Dquarkus.http.auth.permission.authenticated.policy=authenticated
+    )
+  fi
   [[ -f "$LOG" ]] && mv -f "$LOG" "$LOG.prev"
   local major cds=()
   major="$(java_major "$JAVA")"
@@ -243,6 +311,7 @@ cmd_start() {
       -Dapicurio.storage.snapshot.location="$TMP_DIR" \
       -Dapicurio.import.work-dir="$TMP_DIR" \
       -Dquarkus.log.console.format='%d{yyyy-MM-dd HH:mm:ss,SSS} %-5p [%c{3.}] (%t) %s%e%n' \
+      "${secure[@]}" \
       ${REGISTRY_JVM_OPTS:-} \
       -jar "$RUN_JAR" \
     </dev/null >>"$LOG" 2>&1 9>&-
@@ -286,6 +355,15 @@ cmd_url() {
   if external; then echo "$SCHEMA_REGISTRY_URL"; else echo "$LOCAL_URL"; fi
 }
 
+cmd_env() {
+  [[ "$REGISTRY_SECURE" == 1 ]] || die "env is for the secured instance (REGISTRY_SECURE=1)"
+  [[ -f "$TLS_DIR/.complete" ]] || die "no test certificates yet: start the secured instance first"
+  echo "SECURE_REGISTRY_URL=$LOCAL_URL"
+  echo "SECURE_REGISTRY_CA=$TLS_DIR/ca.pem"
+  echo "SECURE_REGISTRY_USERNAME=$SECURE_USER"
+  echo "SECURE_REGISTRY_PASSWORD_FILE=$TLS_DIR/password"
+}
+
 cmd_logs() {
   [[ -f "$LOG" ]] || die "no log at $LOG"
   if [[ "${1:-}" == "-f" ]]; then
@@ -295,7 +373,7 @@ cmd_logs() {
 }
 
 usage() {
-  echo "usage: $0 start|stop|status|restart|reset|url|logs [-f]" >&2
+  echo "usage: [REGISTRY_SECURE=1] $0 start|stop|status|restart|reset|url|env|logs [-f]" >&2
   exit 1
 }
 
@@ -305,6 +383,7 @@ case "${1:-}" in
   status)        cmd_status ;;
   restart|reset) cmd_stop; cmd_start ;;
   url)           cmd_url ;;
+  env)           cmd_env ;;
   logs)          shift; cmd_logs "$@" ;;
   *)             usage ;;
 esac

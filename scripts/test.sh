@@ -2,7 +2,8 @@
 # The whole test suite, as README and CI run it: installs missing build
 # dependencies, starts the local Kafka broker and schema registry if none is
 # reachable (and stops them again afterwards if it started them), then runs
-# every test.
+# every test. A second, secured registry instance (TLS and basic auth) is
+# started the same way for the registry-security tests.
 #   KAFKA_BOOTSTRAP=host:port   use another cluster instead of the local one
 #   SCHEMA_REGISTRY_URL=url     use another Confluent-compatible registry
 #   extra arguments go to cargo test (e.g. scripts/test.sh ingest)
@@ -29,7 +30,16 @@ else
   bash scripts/registry.sh start
   started_registry=1
 fi
+# A second, secured registry (HTTPS with a test CA, basic auth) for the
+# tests of pipewarden's registry TLS and credentials.
+started_secure=0
+if ! REGISTRY_SECURE=1 bash scripts/registry.sh status >/dev/null 2>&1; then
+  REGISTRY_SECURE=1 bash scripts/registry.sh start
+  started_secure=1
+fi
+eval "$(REGISTRY_SECURE=1 bash scripts/registry.sh env | sed 's/^/export /')"
 cleanup() {
+  if [ "$started_secure" = 1 ]; then REGISTRY_SECURE=1 bash scripts/registry.sh stop; fi
   if [ "$started_registry" = 1 ]; then bash scripts/registry.sh stop; fi
   if [ "$started_kafka" = 1 ]; then bash scripts/kafka.sh stop; fi
 }

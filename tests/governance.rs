@@ -446,3 +446,65 @@ fn an_unwritable_quarantine_pauses_the_partition_until_it_can_be_written() {
     let origins = check_copies(&read_all(&topic, 1), &copies);
     assert_eq!(origins.keys().copied().collect::<Vec<_>>(), vec![(0, 10)]);
 }
+
+#[test]
+fn a_registry_behind_tls_and_basic_auth_is_used_with_its_ca_and_credentials() {
+    let registry = SecureRegistry::from_env();
+    let topic = unique("gov-secure");
+    create_topics(&[(&topic, 1)]);
+    registry.register_schema(&format!("{topic}-value"), "JSON", JSON_SCHEMA);
+    let producer = producer();
+    for n in 0..20 {
+        producer.send(&topic, None, &valid_json(n), &[]);
+    }
+    for n in 0..5 {
+        producer.send(&topic, None, event(n, r#"{"order_id":"o-1","amount":"lots"}"#).as_bytes(), &[]);
+    }
+    producer.flush();
+    let quarantined = format!("pipewarden_quarantined_records_total{{topic=\"{topic}\"}}");
+
+    // Wrong password: the registry answers 401, which is an outage, never a verdict.
+    let registry_section = |password_var: &str| {
+        format!(
+            "url = \"{}\"\nusername = \"{}\"\npassword = \"${{{password_var}}}\"\nca_file = \"{}\"",
+            registry.url,
+            registry.username,
+            registry.ca_file.display()
+        )
+    };
+    let governance_denied = governance(&registry_section("TEST_REGISTRY_PASSWORD"));
+    let group = unique("gov-secure-group");
+    let mut options = DaemonOptions::new(&topic, &group);
+    options.governance = &governance_denied;
+    options.env = &[("TEST_REGISTRY_PASSWORD", "not-the-password")];
+    let mut daemon = Daemon::start(options);
+    daemon.wait_for("the rejected credentials to be seen", WAIT, |d| {
+        d.metric("pipewarden_schema_fetches_total{result=\"unavailable\"}") >= 1.0
+    });
+    let text = daemon.scrape().unwrap();
+    assert_eq!(total_verdicts(&daemon, &topic), 0.0, "no verdict without access to the registry:\n{text}");
+    assert_eq!(sample(&text, &quarantined), 0.0);
+    assert_eq!(sample(&text, "pipewarden_schema_registry_up"), 0.0);
+    assert_eq!(daemon.status("/readyz"), Some(503));
+    assert!(daemon.terminate().success());
+    assert_eq!(committed_offsets(&group, &topic, 1), vec![-1], "no offset moved");
+
+    // The right password (from the environment) and the test CA: governed as usual.
+    let governance_ok = governance(&registry_section("TEST_REGISTRY_PASSWORD"));
+    let env = [("TEST_REGISTRY_PASSWORD", registry.password.as_str())];
+    let mut options = DaemonOptions::new(&topic, &group);
+    options.governance = &governance_ok;
+    options.env = &env;
+    let mut daemon = Daemon::start(options);
+    daemon.wait_for("every record judged", WAIT, |d| total_verdicts(d, &topic) >= 25.0);
+    daemon.wait_for("the 5 invalid records quarantined", WAIT, |d| d.metric(&quarantined) >= 5.0);
+    let text = daemon.scrape().unwrap();
+    assert_eq!(sample(&text, &format!("pipewarden_verdicts_total{{topic=\"{topic}\",verdict=\"valid\"}}")), 20.0);
+    assert_eq!(
+        sample(&text, &format!("pipewarden_invalid_records_total{{topic=\"{topic}\",reason=\"schema_mismatch\"}}")),
+        5.0
+    );
+    assert_eq!(sample(&text, "pipewarden_schema_registry_up"), 1.0);
+    assert!(daemon.terminate().success());
+    assert_eq!(read_all(&format!("{topic}.quarantine"), 1).len(), 5);
+}

@@ -141,12 +141,61 @@ pub fn registry_url() -> String {
 
 /// Registers a schema under `subject` through the registry's REST API; returns its global ID.
 pub fn register_schema(base: &str, subject: &str, schema_type: &str, schema: &str) -> u32 {
+    register_schema_with(&reqwest::blocking::Client::new(), None, base, subject, schema_type, schema)
+}
+
+/// The secured registry instance (`REGISTRY_SECURE=1 scripts/registry.sh`):
+/// HTTPS with a test CA and HTTP basic auth. The test script exports its
+/// `SECURE_REGISTRY_*` variables; the defaults are that script's own.
+pub struct SecureRegistry {
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub username: String,
+    pub password: String,
+}
+
+impl SecureRegistry {
+    pub fn from_env() -> SecureRegistry {
+        let tls = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".run/registry-secure/tls");
+        let var = |name: &str| std::env::var(name).ok();
+        let password_file =
+            var("SECURE_REGISTRY_PASSWORD_FILE").map(PathBuf::from).unwrap_or_else(|| tls.join("password"));
+        let password = std::fs::read_to_string(&password_file).unwrap_or_else(|e| {
+            panic!("{}: {e} (start it: REGISTRY_SECURE=1 scripts/registry.sh start)", password_file.display())
+        });
+        SecureRegistry {
+            url: var("SECURE_REGISTRY_URL").unwrap_or_else(|| "https://127.0.0.1:8444/apis/ccompat/v7".into()),
+            ca_file: var("SECURE_REGISTRY_CA").map(PathBuf::from).unwrap_or_else(|| tls.join("ca.pem")),
+            username: var("SECURE_REGISTRY_USERNAME").unwrap_or_else(|| "pipewarden".into()),
+            password: password.trim().to_string(),
+        }
+    }
+
+    /// Registers through a client that trusts the test CA and sends the credentials.
+    pub fn register_schema(&self, subject: &str, schema_type: &str, schema: &str) -> u32 {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca_file).unwrap()).unwrap();
+        let client = reqwest::blocking::Client::builder().add_root_certificate(ca).build().unwrap();
+        register_schema_with(&client, Some((&self.username, &self.password)), &self.url, subject, schema_type, schema)
+    }
+}
+
+fn register_schema_with(
+    client: &reqwest::blocking::Client,
+    auth: Option<(&str, &str)>,
+    base: &str,
+    subject: &str,
+    schema_type: &str,
+    schema: &str,
+) -> u32 {
     let mut body = serde_json::json!({ "schema": schema });
     if schema_type != "AVRO" {
         body["schemaType"] = serde_json::Value::from(schema_type);
     }
-    let response = reqwest::blocking::Client::new()
-        .post(format!("{base}/subjects/{subject}/versions"))
+    let mut request = client.post(format!("{base}/subjects/{subject}/versions"));
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
         .header("content-type", "application/vnd.schemaregistry.v1+json")
         .body(body.to_string())
         .timeout(Duration::from_secs(30))
@@ -238,6 +287,7 @@ pub struct Daemon {
     pub port: u16,
     pub group: String,
     config_path: PathBuf,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -250,11 +300,13 @@ pub struct DaemonOptions<'a> {
     pub governance: &'a str,
     /// Extra lines of `[kafka.properties]`.
     pub kafka_properties: &'a str,
+    /// Environment variables of the daemon process (for `${VAR}` in the config).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> DaemonOptions<'a> {
     pub fn new(include: &'a str, group: &'a str) -> Self {
-        Self { include, group, commit_interval_ms: 1_000, extra: "", governance: "", kafka_properties: "" }
+        Self { include, group, commit_interval_ms: 1_000, extra: "", governance: "", kafka_properties: "", env: &[] }
     }
 }
 
@@ -292,7 +344,8 @@ grace_period_ms = 15000
         );
         let config_path = dir.path().join("pipewarden.toml");
         std::fs::File::create(&config_path).unwrap().write_all(config.as_bytes()).unwrap();
-        let mut daemon = Daemon { child: None, port, group: options.group.to_string(), config_path, _dir: dir };
+        let env = options.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut daemon = Daemon { child: None, port, group: options.group.to_string(), config_path, env, _dir: dir };
         daemon.spawn();
         daemon
     }
@@ -303,6 +356,7 @@ grace_period_ms = 15000
             .arg(&self.config_path)
             .env_remove("KAFKA_BOOTSTRAP")
             .env("PIPEWARDEN_LOG", "info,librdkafka=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
