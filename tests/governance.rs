@@ -162,6 +162,22 @@ fn produce_mixed(topic: &str, avro_id: u32) -> (PoisonSet, usize) {
         let at = send(payload.as_deref().unwrap_or_default(), &headers[1..], &mut next);
         poison.insert(at, (name, reason));
     }
+    // Keys that name their schema in a `__key_schema_id` header: one that
+    // matches it (valid) and one that does not (bad_key).
+    let key_schema = avro_id.to_string();
+    let good_key = avro_record(&schema, avro_id, 99)[5..].to_vec();
+    for (key, bad) in [(good_key.as_slice(), false), (&[0xffu8][..], true)] {
+        n += 1;
+        let partition = n % 3;
+        let headers = [("__key_schema_id", key_schema.as_str())];
+        producer.send_keyed(topic, Some(partition), Some(key), &valid_json(1_000 + n as usize), &headers);
+        next[partition as usize] += 1;
+        if bad {
+            poison.insert((partition, next[partition as usize] - 1), ("key not matching its schema", "bad_key"));
+        } else {
+            valid += 1;
+        }
+    }
     producer.flush();
     (poison, valid)
 }

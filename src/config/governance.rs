@@ -83,6 +83,7 @@ pub struct RawPolicy {
     pub pii_kinds: Vec<String>,
     pub tombstones: String,
     pub empty_payloads: String,
+    pub keys: String,
 }
 
 impl Default for RawPolicy {
@@ -100,6 +101,7 @@ impl Default for RawPolicy {
             pii_kinds: ["email", "payment_card", "phone", "iban"].map(String::from).to_vec(),
             tombstones: "pass".into(),
             empty_payloads: "quarantine".into(),
+            keys: "header".into(),
         }
     }
 }
@@ -198,6 +200,22 @@ pub struct Policy {
     /// Tombstones (null values): `Off` passes them unchecked, `Quarantine` treats them as invalid.
     pub tombstones: Action,
     pub empty_payloads: Action,
+    /// Which record keys are validated against a schema.
+    pub keys: KeySchema,
+}
+
+/// When a record key is checked against a schema (by ID only: keys carry no
+/// envelope to name a subject).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySchema {
+    /// Keys are never checked.
+    Off,
+    /// Keys with a `__key_schema_id` header are checked against that schema.
+    Header,
+    /// Also keys in the Confluent wire format (magic byte 0 and a 4-byte ID).
+    /// Not the default: a binary key (a big-endian number, a UUID) may start
+    /// with a zero byte by chance.
+    Wire,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,6 +417,13 @@ pub fn validate_policies(raw: Vec<RawPolicy>, problems: &mut Vec<ConfigProblem>)
         let tombstones = one_of(problems, &at("tombstones"), &raw.tombstones, &pass_or_quarantine, Action::Off);
         let empty_payloads =
             one_of(problems, &at("empty_payloads"), &raw.empty_payloads, &pass_or_quarantine, Action::Quarantine);
+        let keys = one_of(
+            problems,
+            &at("keys"),
+            &raw.keys,
+            &[("off", KeySchema::Off), ("header", KeySchema::Header), ("wire", KeySchema::Wire)],
+            KeySchema::Header,
+        );
         policies.push(Policy {
             topics,
             required_fields,
@@ -410,6 +435,7 @@ pub fn validate_policies(raw: Vec<RawPolicy>, problems: &mut Vec<ConfigProblem>)
             pii_kinds: raw.pii_kinds,
             tombstones,
             empty_payloads,
+            keys,
         });
     }
     policies

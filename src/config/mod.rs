@@ -27,7 +27,8 @@ use serde::Deserialize;
 pub mod governance;
 
 pub use governance::{
-    Action, ContractField, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement, SubjectStrategy,
+    Action, ContractField, KeySchema, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement,
+    SubjectStrategy,
 };
 
 /// Environment variable that overrides `kafka.bootstrap_servers`.

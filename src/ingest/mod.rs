@@ -243,7 +243,7 @@ impl Ingest {
             headers: &headers,
         };
         let envelope = self.extractor.extract(record.payload, &headers);
-        let checked = self.validator.check(topic, record.payload, &envelope, &headers);
+        let checked = self.validator.check(topic, message.key(), record.payload, &envelope, &headers);
         if checked.verdict == Verdict::Wait {
             self.block(topic, partition, offset, BlockReason::SchemaUnavailable);
             return;

@@ -13,7 +13,9 @@
 //!    else by subject (strategy from config, version from `schema_version`
 //!    when the registry has it, else latest): `unknown_schema_id`,
 //!    `unknown_schema`, `schema_mismatch`, `bad_wire_format`;
-//! 6. PII detectors over string values (`pii`), counted or quarantined.
+//! 6. the key, when it names a schema (`__key_schema_id` header, or the
+//!    wire format if the policy says `keys = "wire"`): `bad_key`;
+//! 7. PII detectors over string values (`pii`), counted or quarantined.
 //!
 //! A schema that is not cached yet never yields a verdict: the record gets
 //! [`Verdict::Wait`] (the ingest loop pauses its partition and retries) or,
@@ -33,7 +35,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::config::{
-    Action, Config, ContractField, OnUnavailable, Policy, RegistryConfig, SchemaRequirement, SubjectStrategy,
+    Action, Config, ContractField, KeySchema, OnUnavailable, Policy, RegistryConfig, SchemaRequirement, SubjectStrategy,
 };
 use crate::decode::{Envelope, EnvelopeProblem, Headers, PayloadFormat};
 use cache::{CacheSettings, Lookup, SchemaCache, SchemaSource};
@@ -77,10 +79,11 @@ pub enum Reason {
     EmptyPayload,
     Tombstone,
     Pii,
+    BadKey,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::NotJson,
         Reason::BadWireFormat,
         Reason::UnknownSchemaId,
@@ -93,6 +96,7 @@ impl Reason {
         Reason::EmptyPayload,
         Reason::Tombstone,
         Reason::Pii,
+        Reason::BadKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +113,7 @@ impl Reason {
             Reason::EmptyPayload => "empty_payload",
             Reason::Tombstone => "tombstone",
             Reason::Pii => "pii",
+            Reason::BadKey => "bad_key",
         }
     }
 }
@@ -220,6 +225,7 @@ impl Validator {
     pub fn check<H: Headers + ?Sized>(
         &mut self,
         topic: &str,
+        key: Option<&[u8]>,
         payload: Option<&[u8]>,
         envelope: &Envelope<'_>,
         headers: &H,
@@ -325,7 +331,23 @@ impl Validator {
             None => {}
         }
 
-        // 6. PII.
+        // 6. The key, when it names its schema.
+        if policy.keys != KeySchema::Off {
+            if let Some(key) = key {
+                match self.check_key(policy.keys, key, headers) {
+                    KeyCheck::Unchecked | KeyCheck::Valid => {}
+                    KeyCheck::Wait => return Checked::new(Verdict::Wait),
+                    KeyCheck::Unverified => {
+                        return Checked::new(Verdict::Unverified(UnverifiedReason::RegistryUnavailable))
+                    }
+                    KeyCheck::Invalid(detail) => {
+                        return invalid(Reason::BadKey, detail.into());
+                    }
+                }
+            }
+        }
+
+        // 7. PII.
         let compiled = &self.policies[index];
         let mut checked = Checked::new(Verdict::Valid);
         if compiled.policy.pii != Action::Off && is_json {
@@ -343,6 +365,34 @@ impl Validator {
             }
         }
         checked
+    }
+
+    /// Checks a key against the schema it names (by ID: a key carries no
+    /// envelope to derive a subject from). The wire-format prefix, when the
+    /// policy reads it, wins over the header, as for values.
+    fn check_key<H: Headers + ?Sized>(&self, mode: KeySchema, key: &[u8], headers: &H) -> KeyCheck {
+        let (id, body) = match key {
+            [0, a, b, c, d, body @ ..] if mode == KeySchema::Wire => (u32::from_be_bytes([*a, *b, *c, *d]), body),
+            _ => match schema_id_header(headers, "__key_schema_id") {
+                Some(id) => (id, key),
+                None => return KeyCheck::Unchecked,
+            },
+        };
+        match self.cache.by_id(id) {
+            Lookup::Ready(schema) => match schema.validate(body) {
+                Ok(()) => KeyCheck::Valid,
+                Err(violation) => KeyCheck::Invalid(format!("key (schema id {id}): {}", violation.detail)),
+            },
+            Lookup::NotFound => KeyCheck::Invalid(format!("key schema id {id} is not registered")),
+            Lookup::Invalid => KeyCheck::Unverified,
+            Lookup::Pending => {
+                if !self.cache.registry_available() && self.on_unavailable == OnUnavailable::Unverified {
+                    KeyCheck::Unverified
+                } else {
+                    KeyCheck::Wait
+                }
+            }
+        }
     }
 
     /// Subject lookup for plain JSON: the record's `schema_version` when the
@@ -406,9 +456,26 @@ fn contract_violation(policy: &Policy, envelope: &Envelope<'_>) -> Option<(Reaso
     None
 }
 
-/// Schema ID from a `__value_schema_id` header: decimal text, or 4 bytes big-endian.
+/// Outcome of checking a record key.
+enum KeyCheck {
+    /// The key names no schema.
+    Unchecked,
+    Valid,
+    Invalid(String),
+    /// Its schema is being fetched.
+    Wait,
+    /// Its schema is unusable, or the registry is down and unverified records pass.
+    Unverified,
+}
+
+/// Schema ID from a `__value_schema_id` header.
 fn header_schema_id<H: Headers + ?Sized>(headers: &H) -> Option<u32> {
-    let value = headers.last("__value_schema_id")?;
+    schema_id_header(headers, "__value_schema_id")
+}
+
+/// Schema ID from a header: decimal text, or 4 bytes big-endian.
+fn schema_id_header<H: Headers + ?Sized>(headers: &H, name: &str) -> Option<u32> {
+    let value = headers.last(name)?;
     match std::str::from_utf8(value).ok().and_then(|text| text.trim().parse().ok()) {
         Some(id) => Some(id),
         None => <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes),
@@ -487,7 +554,7 @@ mod tests {
     ) -> Checked {
         let headers: &[(&str, &[u8])] = &[];
         let envelope = v.1.extract(payload, headers);
-        v.0.check(topic, payload, &envelope, headers)
+        v.0.check(topic, None, payload, &envelope, headers)
     }
 
     fn reason(checked: &Checked) -> Option<(&'static str, bool)> {
@@ -558,6 +625,70 @@ mod tests {
         labels.sort();
         labels.dedup();
         assert_eq!(labels.len(), Reason::ALL.len());
+    }
+
+    /// Checks with a key and headers; retries while the schema is being loaded.
+    fn check_keyed(
+        v: &mut (Validator, EnvelopeExtractor, tempfile::TempDir),
+        key: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Checked {
+        let payload = event(r#"{"id":"o-1"}"#);
+        let envelope = v.1.extract(Some(&payload), headers);
+        for _ in 0..200 {
+            let checked = v.0.check("orders", Some(key), Some(&payload), &envelope, headers);
+            if checked.verdict != Verdict::Wait {
+                return checked;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("key schema never loaded");
+    }
+
+    #[test]
+    fn keys_that_name_a_schema_are_checked_against_it() {
+        let mut v = validator("topics = [\".*\"]");
+        std::fs::create_dir(v.2.path().join("ids")).unwrap();
+        // Schema 5: an Avro string key. Avro encodes "ab" as its zigzag length 4, then the bytes.
+        std::fs::write(v.2.path().join("ids").join("5.avsc"), r#""string""#).unwrap();
+        let mut v = {
+            let toml =
+                format!("[registry]\nschemas_dir = \"{}\"\n[[policies]]\ntopics = [\".*\"]\n", v.2.path().display());
+            let config = Config::from_toml(&toml, &|_| None).unwrap();
+            let cache = Arc::new(schema_cache(&config.registry).unwrap());
+            (Validator::new(&config, cache), EnvelopeExtractor::new(&config.envelope).unwrap(), v.2)
+        };
+        let named: &[(&str, &[u8])] = &[("__key_schema_id", b"5")];
+        assert_eq!(check_keyed(&mut v, &[4, b'a', b'b'], named).verdict, Verdict::Valid);
+        assert_eq!(reason(&check_keyed(&mut v, &[9, b'a'], named)), Some(("bad_key", true)), "truncated Avro");
+        let unknown: &[(&str, &[u8])] = &[("__key_schema_id", b"6")];
+        assert_eq!(reason(&check_keyed(&mut v, &[4, b'a', b'b'], unknown)), Some(("bad_key", true)));
+        // Without a header the key is opaque bytes: never judged by default,
+        // even if it happens to start with a zero byte.
+        assert_eq!(check_keyed(&mut v, &[0, 0, 0, 0, 6, 1], &[]).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn wire_format_keys_are_checked_when_the_policy_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("ids")).unwrap();
+        std::fs::write(dir.path().join("ids").join("5.avsc"), r#""string""#).unwrap();
+        let toml = format!(
+            "[registry]\nschemas_dir = \"{}\"\n[[policies]]\ntopics = [\".*\"]\nschema = \"off\"\nkeys = \"wire\"\n",
+            dir.path().display()
+        );
+        let config = Config::from_toml(&toml, &|_| None).unwrap();
+        let cache = Arc::new(schema_cache(&config.registry).unwrap());
+        let mut v = (Validator::new(&config, cache), EnvelopeExtractor::new(&config.envelope).unwrap(), dir);
+        assert_eq!(check_keyed(&mut v, &[0, 0, 0, 0, 5, 4, b'a', b'b'], &[]).verdict, Verdict::Valid);
+        assert_eq!(reason(&check_keyed(&mut v, &[0, 0, 0, 0, 5, 7], &[])), Some(("bad_key", true)));
+        assert_eq!(reason(&check_keyed(&mut v, &[0, 0, 0, 0, 8, 2, b'a'], &[])), Some(("bad_key", true)));
+        // Keys without the prefix are not judged.
+        assert_eq!(check_keyed(&mut v, b"order-17", &[]).verdict, Verdict::Valid);
+        // keys = "off" is a valid choice; a typo is a config error.
+        let bad = "[[policies]]\nkeys = \"sometimes\"\n";
+        let errors = Config::from_toml(bad, &|_| None).unwrap_err();
+        assert!(errors.to_string().contains("policies[0].keys"), "{errors}");
     }
 
     #[test]

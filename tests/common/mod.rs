@@ -80,11 +80,26 @@ pub fn producer() -> TestProducer {
 impl TestProducer {
     /// Sends to a given partition (or librdkafka's choice) with optional headers.
     pub fn send(&self, topic: &str, partition: Option<i32>, payload: &[u8], headers: &[(&str, &str)]) {
+        self.send_keyed(topic, partition, None, payload, headers)
+    }
+
+    /// Like `send`, with a record key.
+    pub fn send_keyed(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) {
         let mut owned = OwnedHeaders::new();
         for (key, value) in headers {
             owned = owned.insert(Header { key, value: Some(*value) });
         }
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload).headers(owned);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload).headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         if let Some(partition) = partition {
             record = record.partition(partition);
         }
