@@ -647,17 +647,15 @@ mod tests {
 
     #[test]
     fn keys_that_name_a_schema_are_checked_against_it() {
-        let mut v = validator("topics = [\".*\"]");
-        std::fs::create_dir(v.2.path().join("ids")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("orders-value.json"), SCHEMA).unwrap();
+        std::fs::create_dir(dir.path().join("ids")).unwrap();
         // Schema 5: an Avro string key. Avro encodes "ab" as its zigzag length 4, then the bytes.
-        std::fs::write(v.2.path().join("ids").join("5.avsc"), r#""string""#).unwrap();
-        let mut v = {
-            let toml =
-                format!("[registry]\nschemas_dir = \"{}\"\n[[policies]]\ntopics = [\".*\"]\n", v.2.path().display());
-            let config = Config::from_toml(&toml, &|_| None).unwrap();
-            let cache = Arc::new(schema_cache(&config.registry).unwrap());
-            (Validator::new(&config, cache), EnvelopeExtractor::new(&config.envelope).unwrap(), v.2)
-        };
+        std::fs::write(dir.path().join("ids").join("5.avsc"), r#""string""#).unwrap();
+        let toml = format!("[registry]\nschemas_dir = \"{}\"\n[[policies]]\ntopics = [\".*\"]\n", dir.path().display());
+        let config = Config::from_toml(&toml, &|_| None).unwrap();
+        let cache = Arc::new(schema_cache(&config.registry).unwrap());
+        let mut v = (Validator::new(&config, cache), EnvelopeExtractor::new(&config.envelope).unwrap(), dir);
         let named: &[(&str, &[u8])] = &[("__key_schema_id", b"5")];
         assert_eq!(check_keyed(&mut v, &[4, b'a', b'b'], named).verdict, Verdict::Valid);
         assert_eq!(reason(&check_keyed(&mut v, &[9, b'a'], named)), Some(("bad_key", true)), "truncated Avro");
