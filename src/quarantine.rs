@@ -88,8 +88,12 @@ pub struct Poison<'a> {
     pub schema_id: Option<u32>,
 }
 
+/// The quarantine producer; shared with the transaction handling in
+/// exactly-once mode.
+pub type QuarantineProducer = ThreadedProducer<QuarantineContext>;
+
 pub struct Quarantine {
-    producer: ThreadedProducer<QuarantineContext>,
+    producer: Arc<QuarantineProducer>,
     admin: AdminClient<DefaultClientContext>,
     runtime: tokio::runtime::Runtime,
     settings: QuarantineConfig,
@@ -113,7 +117,12 @@ impl Quarantine {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", settings.write_timeout.as_millis().to_string());
-        let producer = client_config
+        if let Some(id) = &settings.transactional_id {
+            // The broker aborts a transaction left open longer than this (a
+            // replica that died and never came back under the same id).
+            client_config.set("transactional.id", id).set("transaction.timeout.ms", "60000");
+        }
+        let producer: QuarantineProducer = client_config
             .create_with_context(QuarantineContext { acks })
             .context("failed to create the quarantine producer")?;
         let admin = client_config.create().context("failed to create the admin client")?;
@@ -121,7 +130,12 @@ impl Quarantine {
             .enable_all()
             .build()
             .context("failed to start the admin runtime")?;
+        let producer = Arc::new(producer);
         Ok((Self { producer, admin, runtime, settings, topics: HashMap::new(), capacity }, receiver))
+    }
+
+    pub fn producer(&self) -> Arc<QuarantineProducer> {
+        self.producer.clone()
     }
 
     /// Most copies that may wait for acknowledgement at once.

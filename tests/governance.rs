@@ -281,10 +281,20 @@ fn rdkafka_tombstone(topic: &str) {
     producer.flush(Duration::from_secs(10)).unwrap();
 }
 
-#[test]
-fn kill_9_while_quarantining_loses_no_poison_record() {
+/// The poison set, the copies a `read_committed` reader sees, and their
+/// de-duplicated origins.
+type KillOutcome = (BTreeSet<(i32, i64)>, Vec<OwnedMessage>, BTreeSet<(i32, i64)>);
+
+/// Kills pipewarden with SIGKILL while it quarantines, `rounds` times, then
+/// lets it finish; returns the poison set, the quarantine copies a
+/// `read_committed` reader sees and their de-duplicated origins.
+fn kill_while_quarantining(
+    prefix: &str,
+    rounds: u64,
+    quarantine: &str,
+) -> KillOutcome {
     let base = registry_url();
-    let topic = unique("gov-kill");
+    let topic = unique(prefix);
     create_topics(&[(&topic, 3)]);
     register_schema(&base, &format!("{topic}-value"), "JSON", JSON_SCHEMA);
     let producer = producer();
@@ -300,8 +310,9 @@ fn kill_9_while_quarantining_loses_no_poison_record() {
     }
     producer.flush();
 
-    let group = unique("gov-kill-group");
-    let governance = governance(&format!("url = \"{base}\""));
+    let group = unique(&format!("{prefix}-group"));
+    let governance =
+        governance(&format!("url = \"{base}\"")).replace("[quarantine]", &format!("[quarantine]\n{quarantine}"));
     let mut options = DaemonOptions::new(&topic, &group);
     options.governance = &governance;
     options.commit_interval_ms = 200;
@@ -310,13 +321,11 @@ fn kill_9_while_quarantining_loses_no_poison_record() {
     options.kafka_properties = "\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"";
     let mut daemon = Daemon::start(options);
     let quarantined = format!("pipewarden_quarantined_records_total{{topic=\"{topic}\"}}");
-    let mut kills = 0;
-    for round in 0..3u64 {
+    for round in 0..rounds {
         // Kill while quarantining, at a different point of the run each round.
         daemon.wait_for("some records quarantined", WAIT, |d| d.metric(&quarantined) >= 1.0);
         std::thread::sleep(Duration::from_millis(40 * round));
         daemon.kill();
-        kills += 1;
         daemon.restart();
     }
     daemon.wait_for("all records judged after the restarts", WAIT, |_| {
@@ -324,17 +333,40 @@ fn kill_9_while_quarantining_loses_no_poison_record() {
     });
     assert!(daemon.terminate().success());
 
-    let copies = read_all(&format!("{topic}.quarantine"), 3);
+    let copies = read_committed(&format!("{topic}.quarantine"), 3);
     let source = read_all(&topic, 3);
     let origins = check_copies(&source, &copies);
-    let found: BTreeSet<(i32, i64)> = origins.keys().copied().collect();
-    assert_eq!(found, poison, "de-duplicated quarantine equals the poison set");
     assert!(origins.values().all(|reason| reason == "not_json"));
+    let found: BTreeSet<(i32, i64)> = origins.keys().copied().collect();
+    (poison, copies, found)
+}
+
+#[test]
+fn kill_9_while_quarantining_loses_no_poison_record() {
+    let rounds = 5;
+    let (poison, copies, found) = kill_while_quarantining("gov-kill", rounds, "");
+    assert_eq!(found, poison, "de-duplicated quarantine equals the poison set");
     println!(
-        "kill -9 x{kills}: {} poison records, {} copies, {} duplicates, de-duplicated = poison set",
+        "kill -9 x{rounds}: {} poison records, {} copies, {} duplicates, de-duplicated = poison set",
         poison.len(),
         copies.len(),
         copies.len() - found.len()
+    );
+}
+
+#[test]
+fn transactional_quarantine_has_each_poison_record_exactly_once_after_kills() {
+    let rounds = 5;
+    let (poison, copies, found) = kill_while_quarantining("gov-eos", rounds, "transactional = true");
+    assert_eq!(found, poison, "the quarantine holds exactly the poison set");
+    assert_eq!(copies.len(), poison.len(), "no duplicates for a read_committed reader");
+    let topic = copies[0].topic().to_string();
+    let log_offsets: i64 = end_offsets(&topic, 3).iter().sum();
+    println!(
+        "transactional, kill -9 x{rounds}: {} poison records, {} committed copies, {log_offsets} log offsets \
+         (committed copies, aborted copies and transaction markers)",
+        poison.len(),
+        copies.len()
     );
 }
 

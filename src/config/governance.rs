@@ -54,6 +54,8 @@ pub struct RawQuarantine {
     pub max_in_flight: usize,
     pub write_timeout_ms: u64,
     pub retry_backoff_ms: u64,
+    pub transactional: bool,
+    pub transactional_id: String,
 }
 
 impl Default for RawQuarantine {
@@ -66,6 +68,8 @@ impl Default for RawQuarantine {
             max_in_flight: 10_000,
             write_timeout_ms: 30_000,
             retry_backoff_ms: 1_000,
+            transactional: false,
+            transactional_id: String::new(),
         }
     }
 }
@@ -152,6 +156,10 @@ pub struct QuarantineConfig {
     pub write_timeout: Duration,
     /// First retry delay of a paused partition; doubles up to 30 s.
     pub retry_backoff: Duration,
+    /// Exactly-once mode: quarantine copies and consumer offsets are
+    /// committed in one Kafka transaction under this `transactional.id`.
+    /// `None`: at-least-once (the default).
+    pub transactional_id: Option<String>,
 }
 
 /// Whether `topic` is a quarantine topic named by `template` (never watched).
@@ -317,7 +325,7 @@ pub fn validate_registry(raw: RawRegistry, problems: &mut Vec<ConfigProblem>) ->
     }
 }
 
-pub fn validate_quarantine(raw: RawQuarantine, problems: &mut Vec<ConfigProblem>) -> QuarantineConfig {
+pub fn validate_quarantine(raw: RawQuarantine, group_id: &str, problems: &mut Vec<ConfigProblem>) -> QuarantineConfig {
     if raw.topic_template.trim().is_empty() {
         problem(problems, "quarantine.topic_template".into(), ProblemKind::Empty);
     } else if raw.topic_template.trim() == "{topic}" {
@@ -337,6 +345,14 @@ pub fn validate_quarantine(raw: RawQuarantine, problems: &mut Vec<ConfigProblem>
             problem(problems, format!("quarantine.{key}"), ProblemKind::Zero);
         }
     }
+    if raw.transactional && raw.write_timeout_ms > 60_000 {
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        problem(
+            problems,
+            "quarantine.write_timeout_ms".into(),
+            ProblemKind::InvalidValue("at most 60000 with quarantine.transactional = true".into()),
+        );
+    }
     QuarantineConfig {
         topic_template: raw.topic_template,
         create_topics: raw.create_topics,
@@ -345,7 +361,29 @@ pub fn validate_quarantine(raw: RawQuarantine, problems: &mut Vec<ConfigProblem>
         max_in_flight: raw.max_in_flight,
         write_timeout: Duration::from_millis(raw.write_timeout_ms),
         retry_backoff: Duration::from_millis(raw.retry_backoff_ms),
+        transactional_id: raw.transactional.then(|| {
+            let id = raw.transactional_id.trim();
+            if id.is_empty() {
+                default_transactional_id(group_id)
+            } else {
+                id.to_string()
+            }
+        }),
     }
+}
+
+/// `<group>-<hostname>`: stable across restarts of one replica (a
+/// StatefulSet pod keeps its name) and distinct between replicas, which is
+/// what a `transactional.id` must be: a restarted replica fences and aborts
+/// its predecessor's open transaction.
+fn default_transactional_id(group_id: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{group_id}-{host}")
 }
 
 pub fn validate_policies(raw: Vec<RawPolicy>, problems: &mut Vec<ConfigProblem>) -> Vec<Policy> {

@@ -465,7 +465,9 @@ impl Config {
             // At-least-once: the ingest loop stores an offset only after the
             // record is processed; librdkafka commits stored offsets on this
             // interval, on revocation and on close.
-            ("enable.auto.commit".to_string(), "true".to_string()),
+            // In transactional mode offsets are committed only inside the
+            // quarantine producer's transactions, never by the consumer.
+            ("enable.auto.commit".to_string(), self.quarantine.transactional_id.is_none().to_string()),
             ("enable.auto.offset.store".to_string(), "false".to_string()),
             ("auto.commit.interval.ms".to_string(), kafka.commit_interval.as_millis().to_string()),
         ];
@@ -614,7 +616,7 @@ impl RawConfig {
         };
 
         let registry = governance::validate_registry(self.registry, &mut problems);
-        let quarantine = governance::validate_quarantine(self.quarantine, &mut problems);
+        let quarantine = governance::validate_quarantine(self.quarantine, &self.kafka.group_id, &mut problems);
         let policies = governance::validate_policies(self.policies, &mut problems);
 
         if !problems.is_empty() {

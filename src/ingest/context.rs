@@ -15,6 +15,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
+use super::transactions::Transactions;
 use super::Health;
 use crate::metrics::{CommitResult, ConsumerErrorKind, Metrics, RebalanceKind};
 
@@ -22,11 +23,18 @@ pub struct IngestContext {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    /// Exactly-once mode: offsets are committed through the transaction.
+    transactions: Option<Arc<Transactions>>,
 }
 
 impl IngestContext {
-    pub fn new(metrics: Arc<Metrics>, health: Arc<Health>, revoked: Arc<Mutex<Vec<(String, i32)>>>) -> Self {
-        Self { metrics, health, revoked }
+    pub fn new(
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        revoked: Arc<Mutex<Vec<(String, i32)>>>,
+        transactions: Option<Arc<Transactions>>,
+    ) -> Self {
+        Self { metrics, health, revoked, transactions }
     }
 }
 
@@ -56,7 +64,14 @@ impl ConsumerContext for IngestContext {
                 info!(partitions = partitions.count(), "partitions revoked");
                 // Commit what was processed so the next owner does not
                 // re-read it (at-least-once allows it, but it costs).
-                commit(consumer, &self.metrics, "revoke");
+                match &self.transactions {
+                    // Commits, or aborts if copies are still unacknowledged
+                    // (the loop then rewinds what it keeps).
+                    Some(transactions) => {
+                        transactions.commit(consumer, "revoke");
+                    }
+                    None => commit(consumer, &self.metrics, "revoke"),
+                }
                 let mut revoked = self.revoked.lock().expect("revoked list lock poisoned");
                 revoked.extend(partitions.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
             }

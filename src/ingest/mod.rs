@@ -30,6 +30,7 @@ mod context;
 pub mod health;
 pub mod offsets;
 pub mod topics;
+pub mod transactions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +55,7 @@ pub use context::IngestContext;
 pub use health::Health;
 use offsets::{BlockReason, OffsetTracker, TopicPartition};
 use topics::TopicFilter;
+use transactions::{Committed, Transactions};
 
 /// How long one poll waits for a record; bounds how quickly the loop sees a
 /// shutdown request, an acknowledgement and a due retry.
@@ -115,6 +117,11 @@ pub struct Ingest {
     /// Last cache counters, to turn them into counter increments.
     cache_seen: [u64; 5],
     clock: Clock,
+    /// Exactly-once mode (`quarantine.transactional`); `None`: at-least-once.
+    transactions: Option<Arc<Transactions>>,
+    commit_interval: Duration,
+    /// Where a partition without a committed offset starts (`kafka.auto_offset_reset`).
+    reset_offset: Offset,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -141,15 +148,19 @@ impl Ingest {
         for (key, value) in config.consumer_properties() {
             client_config.set(key, value);
         }
+        let (quarantine, acks) = Quarantine::new(config)?;
+        let transactions = match config.quarantine.transactional_id {
+            Some(_) => Some(Arc::new(Transactions::init(quarantine.producer(), metrics.clone())?)),
+            None => None,
+        };
         let revoked = Arc::new(Mutex::new(Vec::new()));
-        let context = IngestContext::new(metrics.clone(), health.clone(), revoked.clone());
+        let context = IngestContext::new(metrics.clone(), health.clone(), revoked.clone(), transactions.clone());
         let consumer: BaseConsumer<IngestContext> =
             client_config.create_with_context(context).context("failed to create the kafka consumer")?;
         let extractor = EnvelopeExtractor::new(&config.envelope).context("failed to build the envelope extractor")?;
         let cache = crate::validate::schema_cache(&config.registry)
             .map_err(|err| anyhow::anyhow!("failed to set up schemas: {err}"))?;
         let cache = Arc::new(cache);
-        let (quarantine, acks) = Quarantine::new(config)?;
         Ok(Self {
             consumer: Arc::new(consumer),
             filter: TopicFilter::new(config.topics.clone()),
@@ -170,6 +181,12 @@ impl Ingest {
             topic_names: HashMap::new(),
             cache_seen: [0; 5],
             clock: Clock::new(),
+            transactions,
+            commit_interval: config.kafka.commit_interval,
+            reset_offset: match config.kafka.auto_offset_reset {
+                crate::config::OffsetReset::Earliest => Offset::Beginning,
+                crate::config::OffsetReset::Latest => Offset::End,
+            },
         })
     }
 
@@ -180,7 +197,21 @@ impl Ingest {
         let consumer = self.consumer.clone();
         let mut next_refresh = Instant::now();
         let mut next_stats = Instant::now();
+        let mut next_commit = Instant::now() + self.commit_interval;
         while !stop.load(Ordering::Acquire) {
+            if let Some(transactions) = self.transactions.clone() {
+                if transactions.take_rewind() {
+                    self.rewind();
+                }
+                if transactions.failed() {
+                    error!("ingest stopping: the quarantine transaction producer failed");
+                    return;
+                }
+                if Instant::now() >= next_commit {
+                    self.commit_transaction("interval");
+                    next_commit = Instant::now() + self.commit_interval;
+                }
+            }
             self.drain_acks();
             self.forget_revoked();
             let now = Instant::now();
@@ -204,6 +235,9 @@ impl Ingest {
             }
             match consumer.poll(POLL_TIMEOUT) {
                 None => {}
+                // A rebalance callback inside this poll aborted the
+                // transaction: the record is read again after the rewind.
+                Some(Ok(_)) if self.transactions.as_ref().is_some_and(|t| t.take_rewind()) => self.rewind(),
                 Some(Ok(message)) => self.process(&message),
                 Some(Err(err)) => {
                     self.metrics.record_consumer_error(ConsumerErrorKind::consume);
@@ -212,9 +246,13 @@ impl Ingest {
             }
         }
         info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
-        self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
-        self.drain_acks();
-        context::commit(&self.consumer, &self.metrics, "shutdown");
+        if self.transactions.is_some() {
+            self.commit_transaction("shutdown");
+        } else {
+            self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
+            self.drain_acks();
+            context::commit(&self.consumer, &self.metrics, "shutdown");
+        }
         // Dropping the consumer closes it: it leaves the group so its
         // partitions move to other replicas at once.
         drop(self);
@@ -253,7 +291,17 @@ impl Ingest {
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
             let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
             let partitions = self.partition_counts.get(topic).copied().unwrap_or(1);
-            match self.quarantine.send(message, &poison, partitions) {
+            let sent = match &self.transactions {
+                Some(transactions) => transactions.before_send().and_then(|()| {
+                    let sent = self.quarantine.send(message, &poison, partitions);
+                    if sent.is_err() {
+                        transactions.send_failed();
+                    }
+                    sent
+                }),
+                None => self.quarantine.send(message, &poison, partitions),
+            };
+            match sent {
                 Ok(()) => {
                     let tp = self.topic_partition(topic, partition);
                     self.tracker.begin(&tp, offset);
@@ -285,7 +333,12 @@ impl Ingest {
         (name, partition)
     }
 
-    fn store_from_message(&self, message: &BorrowedMessage<'_>) {
+    fn store_from_message(&mut self, message: &BorrowedMessage<'_>) {
+        if let Some(transactions) = self.transactions.clone() {
+            let tp = self.topic_partition(message.topic(), message.partition());
+            transactions.processed(&tp.0, tp.1, message.offset());
+            return;
+        }
         if let Err(err) = self.consumer.store_offset_from_message(message) {
             self.metrics.record_consumer_error(ConsumerErrorKind::offset_store);
             warn!(topic = message.topic(), partition = message.partition(), error = %err, "offset store failed");
@@ -294,6 +347,10 @@ impl Ingest {
 
     /// Stores `offset` as processed (librdkafka commits `offset + 1`).
     fn store(&self, tp: &TopicPartition, offset: i64) {
+        if let Some(transactions) = &self.transactions {
+            transactions.processed(&tp.0, tp.1, offset);
+            return;
+        }
         if let Err(err) = self.consumer.store_offset(&tp.0, tp.1, offset) {
             self.metrics.record_consumer_error(ConsumerErrorKind::offset_store);
             warn!(topic = %tp.0, partition = tp.1, error = %err, "offset store failed");
@@ -307,6 +364,9 @@ impl Ingest {
     }
 
     fn handle_ack(&mut self, ack: Ack) {
+        if let Some(transactions) = &self.transactions {
+            transactions.copy_handled();
+        }
         let tp = (ack.topic, ack.partition);
         match ack.result {
             Ok(()) => {
@@ -322,6 +382,66 @@ impl Ingest {
             }
         }
         self.metrics.quarantine_in_flight.set(self.tracker.in_flight() as i64);
+    }
+
+    /// Exactly-once mode: waits for every copy's acknowledgement (so each
+    /// copy's source offset is recorded), then commits the transaction.
+    fn commit_transaction(&mut self, when: &'static str) {
+        let Some(transactions) = self.transactions.clone() else { return };
+        self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
+        self.drain_acks();
+        if transactions.commit(&self.consumer, when) == Committed::Aborted {
+            self.rewind();
+        }
+    }
+
+    /// After an aborted transaction: drops the aborted copies'
+    /// acknowledgements and every pending partition state, and seeks each
+    /// assigned partition back to its committed offset, so the aborted
+    /// work is done again (nothing lost, nothing quarantined twice).
+    fn rewind(&mut self) {
+        self.transactions.as_ref().map(|t| t.take_rewind());
+        self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
+        while self.acks.try_recv().is_ok() {}
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(err) => {
+                warn!(error = %err, "rewind: reading the assignment failed");
+                return;
+            }
+        };
+        let committed = match self.consumer.committed_offsets(assignment, Duration::from_secs(10)) {
+            Ok(committed) => committed,
+            Err(err) => {
+                // Without the committed offsets the consumer cannot rewind
+                // safely: stop, and let the restart resume from them.
+                error!(error = %err, "rewind: reading the committed offsets failed; stopping");
+                if let Some(transactions) = &self.transactions {
+                    transactions.fail();
+                }
+                return;
+            }
+        };
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let tp = self.topic_partition(topic, partition);
+            self.tracker.forget(&tp);
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                // Nothing committed yet: where auto.offset.reset starts.
+                _ => self.reset_offset,
+            };
+            if let Err(err) = self.consumer.seek(topic, partition, offset, Duration::from_secs(1)) {
+                warn!(topic, partition, error = %err, "rewind: seek failed");
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition(topic, partition);
+            if let Err(err) = self.consumer.resume(&list) {
+                warn!(topic, partition, error = %err, "rewind: resume failed");
+            }
+        }
+        info!(partitions = committed.count(), "partitions rewound to their committed offsets");
+        self.update_paused();
     }
 
     /// Pauses a partition at `offset`; it is retried with exponential backoff.

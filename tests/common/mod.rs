@@ -223,6 +223,44 @@ fn register_schema_with(
     parsed["id"].as_u64().expect("id") as u32
 }
 
+/// Every record of committed transactions (and non-transactional records)
+/// of `topic`, up to the end of each partition, in partition and offset
+/// order: what a `read_committed` consumer sees. Transaction markers and
+/// aborted records take offsets, so the end is found by partition EOF.
+pub fn read_committed(topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "{topic}: only {at_end:?} of {partitions} partitions read to the end");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => out.push(message.detach()),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(err)) => panic!("read {topic}: {err}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}
+
 /// Every record of `topic` up to its current end, in partition and offset order.
 pub fn read_all(topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::message::Message;
