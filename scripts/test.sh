@@ -6,6 +6,9 @@
 # started the same way for the registry-security tests.
 #   KAFKA_BOOTSTRAP=host:port   use another cluster instead of the local one
 #   SCHEMA_REGISTRY_URL=url     use another Confluent-compatible registry
+#   KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REGISTRY_MANAGEMENT_PORT,
+#   SECURE_REGISTRY_PORT, SECURE_REGISTRY_MANAGEMENT_PORT
+#                               ports of the local services (see the scripts)
 #   extra arguments go to cargo test (e.g. scripts/test.sh ingest)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,14 +35,18 @@ else
 fi
 # A second, secured registry (HTTPS with a test CA, basic auth) for the
 # tests of pipewarden's registry TLS and credentials.
+secure() {
+  REGISTRY_SECURE=1 REGISTRY_PORT="${SECURE_REGISTRY_PORT:-8444}" \
+    REGISTRY_MANAGEMENT_PORT="${SECURE_REGISTRY_MANAGEMENT_PORT:-8094}" bash scripts/registry.sh "$@"
+}
 started_secure=0
-if ! REGISTRY_SECURE=1 bash scripts/registry.sh status >/dev/null 2>&1; then
-  REGISTRY_SECURE=1 bash scripts/registry.sh start
+if ! secure status >/dev/null 2>&1; then
+  secure start
   started_secure=1
 fi
-eval "$(REGISTRY_SECURE=1 bash scripts/registry.sh env | sed 's/^/export /')"
+eval "$(secure env | sed 's/^/export /')"
 cleanup() {
-  if [ "$started_secure" = 1 ]; then REGISTRY_SECURE=1 bash scripts/registry.sh stop; fi
+  if [ "$started_secure" = 1 ]; then secure stop; fi
   if [ "$started_registry" = 1 ]; then bash scripts/registry.sh stop; fi
   if [ "$started_kafka" = 1 ]; then bash scripts/kafka.sh stop; fi
 }
