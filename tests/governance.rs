@@ -288,11 +288,7 @@ type KillOutcome = (BTreeSet<(i32, i64)>, Vec<OwnedMessage>, BTreeSet<(i32, i64)
 /// Kills pipewarden with SIGKILL while it quarantines, `rounds` times, then
 /// lets it finish; returns the poison set, the quarantine copies a
 /// `read_committed` reader sees and their de-duplicated origins.
-fn kill_while_quarantining(
-    prefix: &str,
-    rounds: u64,
-    quarantine: &str,
-) -> KillOutcome {
+fn kill_while_quarantining(prefix: &str, rounds: u64, quarantine: &str) -> KillOutcome {
     let base = registry_url();
     let topic = unique(prefix);
     create_topics(&[(&topic, 3)]);
