@@ -15,6 +15,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 bash scripts/deps.sh
+# promtool, prometheus, helm, kubeconform and offline Kubernetes schemas for
+# the tests of what ships (alert rules, chart, dashboards).
+bash scripts/tools.sh install
 
 bootstrap=${KAFKA_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}
 host=${bootstrap%%,*}; port=${host##*:}; host=${host%:*}
