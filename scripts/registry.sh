@@ -105,6 +105,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 # Local when it names this script's instance: http(s)://127.0.0.1:PORT/... or
 # http(s)://localhost:PORT/... (any path, e.g. the ccompat base URL).
 external() {
+  # The secured instance exists for the tests; it is never "external".
+  [[ "$REGISTRY_SECURE" == 1 ]] && return 1
   local u="${SCHEMA_REGISTRY_URL:-}"
   [[ -n "$u" ]] || return 1
   [[ "$u" =~ ^https?://(127\.0\.0\.1|localhost):$REGISTRY_PORT(/.*)?$ ]] && return 1
