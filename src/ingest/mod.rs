@@ -45,6 +45,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::decode::{EnvelopeExtractor, Headers};
+use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
@@ -115,6 +116,8 @@ pub struct Ingest {
     /// Last cache counters, to turn them into counter increments.
     cache_seen: [u64; 5],
     clock: Clock,
+    /// The lag monitor's offset → timestamp index (see `lag/index.rs`), when lag is on.
+    time_index: Option<IndexWriter>,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -170,7 +173,15 @@ impl Ingest {
             topic_names: HashMap::new(),
             cache_seen: [0; 5],
             clock: Clock::new(),
+            time_index: None,
         })
+    }
+
+    /// Feeds every consumed record's offset and timestamp to the lag
+    /// monitor's index, and quarantined offsets to its stuck-record check.
+    pub fn with_time_index(mut self, index: Arc<TimeIndex>) -> Self {
+        self.time_index = Some(IndexWriter::new(index));
+        self
     }
 
     /// Runs until `stop` is set. Then waits (briefly) for outstanding
@@ -242,6 +253,9 @@ impl Ingest {
             payload: message.payload(),
             headers: &headers,
         };
+        if let Some(index) = &mut self.time_index {
+            index.record(topic, partition, offset, record.timestamp_ms);
+        }
         let envelope = self.extractor.extract(record.payload, &headers);
         let checked = self.validator.check(topic, record.payload, &envelope, &headers);
         if checked.verdict == Verdict::Wait {
@@ -311,6 +325,9 @@ impl Ingest {
         match ack.result {
             Ok(()) => {
                 self.metrics.quarantined_records.get_or_create(&TopicLabels { topic: tp.0.to_string() }).inc();
+                if let Some(index) = &mut self.time_index {
+                    index.quarantined(&tp.0, tp.1, ack.offset);
+                }
                 if let Some(offset) = self.tracker.acknowledged(&tp, ack.offset) {
                     self.store(&tp, offset);
                 }
