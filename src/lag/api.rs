@@ -78,11 +78,22 @@ pub async fn all_groups(State(lag): State<Arc<LagShared>>) -> Response {
     json(StatusCode::OK, serde_json::to_string(&summary))
 }
 
+/// One group with the time of the poll that measured it.
+#[derive(Serialize)]
+struct GroupAtPoll<'a> {
+    polled_at_ms: i64,
+    #[serde(flatten)]
+    group: &'a GroupReport,
+}
+
 /// `GET /api/v1/lag/{group}`
 pub async fn one_group(State(lag): State<Arc<LagShared>>, Path(group): Path<String>) -> Response {
     let snapshot = lag.snapshot();
     match snapshot.groups.binary_search_by(|g| g.group.as_str().cmp(&group)) {
-        Ok(index) => json(StatusCode::OK, serde_json::to_string(&snapshot.groups[index])),
+        Ok(index) => {
+            let body = GroupAtPoll { polled_at_ms: snapshot.polled_at_ms, group: &snapshot.groups[index] };
+            json(StatusCode::OK, serde_json::to_string(&body))
+        }
         Err(_) => (StatusCode::NOT_FOUND, "no such group in the last lag poll\n").into_response(),
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! The index keeps no keys (that would cost memory per record for a figure
 //! needed only for stuck partitions), so the lag thread fetches the one
-//! record on demand with its own consumer (no group: `assign` at the offset,
-//! one poll, never a commit). Bounded: at most [`FETCHES_PER_POLL`] fetches
+//! record on demand with its own consumer (`assign` at the offset, one
+//! poll, never a commit, never a group join). Bounded: at most [`FETCHES_PER_POLL`] fetches
 //! per poll, each waiting at most [`FETCH_TIMEOUT`], and a key is read once
 //! per (topic, partition, offset) and kept only while that partition stays
 //! stuck there.
@@ -26,6 +26,10 @@ const FETCHES_PER_POLL: usize = 4;
 
 /// How long one fetch may wait for its record.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// librdkafka refuses `assign` without a group id. The reader never commits
+/// and never joins, so this group never exists on the broker.
+const KEY_READER_GROUP: &str = "pipewarden.lag-key-reader";
 
 /// Longest key reported, in bytes.
 const MAX_KEY_BYTES: usize = 256;
@@ -82,7 +86,7 @@ impl KeyReader {
             for (key, value) in &self.properties {
                 config.set(key, value);
             }
-            config.set("enable.auto.commit", "false").set("fetch.wait.max.ms", "50");
+            config.set("group.id", KEY_READER_GROUP).set("enable.auto.commit", "false").set("fetch.wait.max.ms", "50");
             self.consumer = config.create().inspect_err(|err| debug!(error = %err, "key reader not created")).ok();
         }
         let consumer = self.consumer.as_ref()?;
