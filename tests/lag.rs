@@ -48,7 +48,7 @@ fn send(
     producer.send(record).map_err(|(err, _)| err).expect("send");
 }
 
-fn commit(groups: &[(String, Vec<(String, i32, i64)>)]) {
+fn commit(groups: &[pipewarden::lag::client::GroupCommit]) {
     let client = LagClient::new(&[("bootstrap.servers".into(), bootstrap())], Duration::from_secs(10), 10).unwrap();
     client.commit_offsets(groups).expect("commit offsets");
 }
