@@ -12,6 +12,8 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::ingest::{Health, Ingest};
+use crate::lag::index::TimeIndex;
+use crate::lag::{LagMonitor, LagShared};
 use crate::metrics::Metrics;
 
 /// Runs the daemon until SIGTERM/SIGINT; blocks the calling thread.
@@ -31,7 +33,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
     let health = Arc::new(Health::default());
-    let ingest = Ingest::new(&config, metrics.clone(), health.clone())?;
+    let lag_shared = Arc::new(LagShared::default());
+    let time_index = Arc::new(TimeIndex::new(config.lag.index_points_per_partition));
+    let mut ingest = Ingest::new(&config, metrics.clone(), health.clone())?;
+    let lag_monitor = if config.lag.enabled {
+        ingest = ingest.with_time_index(time_index.clone());
+        let monitor = LagMonitor::new(&config, time_index, lag_shared.clone(), metrics.clone())
+            .context("failed to create the lag monitor's kafka client")?;
+        Some(monitor)
+    } else {
+        None
+    };
     let (listener, listen) =
         http::bind(config.http.listen).await.with_context(|| format!("failed to listen on {}", config.http.listen))?;
 
@@ -47,7 +59,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         exclude_internal = config.topics.exclude_internal,
         listen = %listen,
         kafka_properties = ?config.redacted_properties(),
-        features = "ingest,envelope,validate,quarantine,metrics",
+        features = if config.lag.enabled { "ingest,envelope,validate,quarantine,metrics,lag" } else { "ingest,envelope,validate,quarantine,metrics" },
         schemas = %config.registry.url.clone().unwrap_or_else(|| format!("folder {}", config.registry.schemas_dir.display())),
         quarantine = %config.quarantine.topic_template,
         policies = config.policies.len(),
@@ -67,8 +79,23 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         })
         .context("failed to start the ingest thread")?;
 
+    // The lag monitor polls on its own thread: its admin requests block on
+    // librdkafka queues and must never hold up the runtime or ingest.
+    let lag_thread = match lag_monitor {
+        Some(monitor) => {
+            let lag_stop = stop.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("pipewarden-lag".into())
+                    .spawn(move || monitor.run(&lag_stop))
+                    .context("failed to start the lag thread")?,
+            )
+        }
+        None => None,
+    };
+
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let router = http::router(AppState { metrics, health: health.clone() });
+    let router = http::router(AppState { metrics, health: health.clone(), lag: lag_shared });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -92,6 +119,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
     let finished = tokio::time::timeout(grace, &mut done_rx).await;
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
+    // The lag thread sees `stop` within 100 ms, or after its current poll
+    // (bounded by lag.request_timeout_ms); it holds nothing to flush, so it
+    // is not waited for beyond the ingest shutdown.
+    drop(lag_thread);
     match finished {
         Ok(Ok(())) => {
             info!("shutdown complete");

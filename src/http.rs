@@ -6,7 +6,8 @@
 //! `/healthz` answers 200 while the process serves requests; `/readyz`
 //! answers 200 once the consumer has its partition assignment, and 503 with
 //! every reason before that, while shutting down, while the schema registry
-//! is unavailable or while quarantine writes fail.
+//! is unavailable or while quarantine writes fail. `/api/v1/lag` and
+//! `/api/v1/lag/{group}` serve the last consumer-lag poll (see `lag/api.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::ingest::Health;
+use crate::lag::LagShared;
 use crate::metrics::Metrics;
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -28,6 +30,7 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    pub lag: Arc<LagShared>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -35,6 +38,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/lag", get(crate::lag::api::all_groups).with_state(state.lag.clone()))
+        .route("/api/v1/lag/{group}", get(crate::lag::api::one_group).with_state(state.lag.clone()))
         .with_state(state)
 }
 

@@ -8,7 +8,8 @@
 //!        │                                                       ├──► observe (metrics)
 //!        │                                                       └──► quarantine (copy, await ack)
 //!        └── offset stored only after the record's outcome is complete
-//! http (axum): /metrics /healthz /readyz
+//! http (axum): /metrics /healthz /readyz /api/v1/lag
+//! lag monitor (own thread): consumer groups → lag in messages and seconds, status
 //! ```
 //!
 //! Layout:
@@ -18,6 +19,7 @@
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
+//! - [`lag`] — consumer group lag: admin queries, offset → timestamp index, status, API.
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
 //! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`] — wiring and the shutdown sequence; [`shutdown`] — signals.
@@ -29,6 +31,7 @@ pub mod config;
 pub mod decode;
 pub mod http;
 pub mod ingest;
+pub mod lag;
 pub mod metrics;
 pub mod observe;
 pub mod quarantine;

@@ -226,6 +226,7 @@ pub struct Metrics {
     pub topic_limiter: LabelLimiter,
     pub event_type_limiter: LabelLimiter,
     pub producer_limiter: LabelLimiter,
+    pub lag: LagMetrics,
 }
 
 impl Metrics {
@@ -262,6 +263,7 @@ impl Metrics {
             topic_limiter: LabelLimiter::new("topic", max_label_values),
             event_type_limiter: LabelLimiter::new("event_type", max_label_values),
             producer_limiter: LabelLimiter::new("producer", max_label_values),
+            lag: LagMetrics::new(max_label_values),
             registry: Registry::default(),
         };
         registry.register(
@@ -392,6 +394,7 @@ impl Metrics {
             "1 for watched topics whose names describe agents (agent2_to_agent3) rather than events",
             metrics.topic_naming_warnings.clone(),
         );
+        metrics.lag.register(&mut registry);
         // Pre-create the bounded error series so rate() works from the first scrape.
         for kind in [
             ConsumerErrorKind::consume,
@@ -460,6 +463,153 @@ impl Metrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupTopicLabels {
+    pub group: String,
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupTopicMethodLabels {
+    pub group: String,
+    pub topic: String,
+    /// `exact` (pipewarden's offset → timestamp index) or `interpolated`.
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupStateLabels {
+    pub group: String,
+    pub state: &'static str,
+    /// `classic` or `consumer` (KIP-848).
+    pub protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupStatusLabels {
+    pub group: String,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagErrorLabels {
+    /// `list_groups`, `describe_group`, `group_offsets`, `end_offsets`.
+    pub kind: &'static str,
+}
+
+/// Bucket bounds (seconds) of one lag poll: 10 ms (a few groups) to 30 s
+/// (a large cluster on a slow link).
+pub const LAG_POLL_BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// Consumer group lag families, written by the lag thread once per poll
+/// (see `lag/`). Group label values pass through `group_limiter`, topics
+/// through the shared topic limiter.
+pub struct LagMetrics {
+    pub lag_messages: Family<GroupTopicLabels, Gauge>,
+    pub partition_lag_messages: Family<GroupPartitionLabels, Gauge>,
+    pub lag_seconds: Family<GroupTopicMethodLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub members: Family<GroupLabels, Gauge>,
+    pub state: Family<GroupStateLabels, Gauge>,
+    pub status: Family<GroupStatusLabels, Gauge>,
+    pub stuck_partitions: Family<GroupLabels, Gauge>,
+    pub monitored_groups: Gauge,
+    pub poll_duration: Histogram,
+    pub poll_errors: Family<LagErrorLabels, Counter>,
+    pub index_partitions: Gauge,
+    pub index_points: Gauge,
+    pub group_limiter: LabelLimiter,
+}
+
+impl LagMetrics {
+    fn new(max_label_values: usize) -> Self {
+        Self {
+            lag_messages: Family::default(),
+            partition_lag_messages: Family::default(),
+            lag_seconds: Family::default(),
+            members: Family::default(),
+            state: Family::default(),
+            status: Family::default(),
+            stuck_partitions: Family::default(),
+            monitored_groups: Gauge::default(),
+            poll_duration: Histogram::new(LAG_POLL_BUCKETS),
+            poll_errors: Family::default(),
+            index_partitions: Gauge::default(),
+            index_points: Gauge::default(),
+            group_limiter: LabelLimiter::new("group", max_label_values),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "consumergroup_lag_messages",
+            "Records a consumer group has not consumed yet, summed over a topic's partitions",
+            self.lag_messages.clone(),
+        );
+        registry.register(
+            "consumergroup_partition_lag_messages",
+            "Records a consumer group has not consumed yet on one partition (lag.partition_metrics)",
+            self.partition_lag_messages.clone(),
+        );
+        registry.register(
+            "consumergroup_lag_seconds",
+            "Age of the oldest record a consumer group has not consumed, max over a topic's partitions, by method",
+            self.lag_seconds.clone(),
+        );
+        registry.register("consumergroup_members", "Active members of a consumer group", self.members.clone());
+        registry.register(
+            "consumergroup_state",
+            "1 for a consumer group's current state and protocol (classic or consumer)",
+            self.state.clone(),
+        );
+        registry.register(
+            "consumergroup_status",
+            "1 for a consumer group's lag status (ok, lagging, rewound, stalled, stopped), else 0",
+            self.status.clone(),
+        );
+        registry.register(
+            "consumergroup_stuck_partitions",
+            "Partitions whose committed offset is frozen while the same group progresses elsewhere",
+            self.stuck_partitions.clone(),
+        );
+        registry.register(
+            "lag_monitored_groups",
+            "Consumer groups the lag monitor reports",
+            self.monitored_groups.clone(),
+        );
+        registry.register("lag_poll_duration_seconds", "Duration of one lag poll", self.poll_duration.clone());
+        registry.register("lag_poll_errors", "Failed lag monitor requests, by kind", self.poll_errors.clone());
+        registry.register(
+            "lag_index_partitions",
+            "Partitions in the offset to timestamp index",
+            self.index_partitions.clone(),
+        );
+        registry.register(
+            "lag_index_points",
+            "Points held by the offset to timestamp index (16 bytes each)",
+            self.index_points.clone(),
+        );
+        for kind in ["list_groups", "describe_group", "group_offsets", "end_offsets"] {
+            let _ = self.poll_errors.get_or_create(&LagErrorLabels { kind });
+        }
+    }
+
+    pub fn record_poll_error(&self, kind: &'static str) {
+        self.poll_errors.get_or_create(&LagErrorLabels { kind }).inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,6 +675,17 @@ mod tests {
         metrics.schema_cache_lookups.get_or_create(&ResultLabels { result: "hit" }).inc();
         metrics.schema_fetches.get_or_create(&ResultLabels { result: "ok" }).inc();
         metrics.topic_naming_warnings.get_or_create(&topic()).set(1);
+        let group_topic = || GroupTopicLabels { group: "g".into(), topic: "t".into() };
+        metrics.lag.lag_messages.get_or_create(&group_topic()).set(1);
+        let partition = GroupPartitionLabels { group: "g".into(), topic: "t".into(), partition: 0 };
+        metrics.lag.partition_lag_messages.get_or_create(&partition).set(1);
+        let method = GroupTopicMethodLabels { group: "g".into(), topic: "t".into(), method: "exact" };
+        metrics.lag.lag_seconds.get_or_create(&method).set(1.0);
+        metrics.lag.members.get_or_create(&GroupLabels { group: "g".into() }).set(1);
+        let state = GroupStateLabels { group: "g".into(), state: "stable", protocol: "classic" };
+        metrics.lag.state.get_or_create(&state).set(1);
+        metrics.lag.status.get_or_create(&GroupStatusLabels { group: "g".into(), status: "ok" }).set(1);
+        metrics.lag.stuck_partitions.get_or_create(&GroupLabels { group: "g".into() }).set(0);
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         let names: Vec<&str> =

@@ -25,11 +25,13 @@ use regex::Regex;
 use serde::Deserialize;
 
 pub mod governance;
+pub mod lag;
 
 pub use governance::{
     Action, ContractField, KeySchema, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement,
     SubjectStrategy,
 };
+pub use lag::LagConfig;
 
 /// Environment variable that overrides `kafka.bootstrap_servers`.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP";
@@ -152,6 +154,7 @@ pub struct RawConfig {
     pub registry: governance::RawRegistry,
     pub quarantine: governance::RawQuarantine,
     pub policies: Vec<governance::RawPolicy>,
+    pub lag: lag::RawLag,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +298,7 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     /// Checked in order; the first whose topic patterns match applies.
     pub policies: Vec<Policy>,
+    pub lag: LagConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -618,6 +622,7 @@ impl RawConfig {
         let registry = governance::validate_registry(self.registry, &mut problems);
         let quarantine = governance::validate_quarantine(self.quarantine, &self.kafka.group_id, &mut problems);
         let policies = governance::validate_policies(self.policies, &mut problems);
+        let lag = lag::validate_lag(self.lag, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -647,6 +652,7 @@ impl RawConfig {
             shutdown: ShutdownConfig { grace_period: Duration::from_millis(self.shutdown.grace_period_ms) },
             log: LogConfig { level: self.log.level, format },
             quarantine,
+            lag,
         })
     }
 }

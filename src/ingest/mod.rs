@@ -46,6 +46,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::decode::{EnvelopeExtractor, Headers};
+use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
@@ -122,6 +123,8 @@ pub struct Ingest {
     commit_interval: Duration,
     /// Where a partition without a committed offset starts (`kafka.auto_offset_reset`).
     reset_offset: Offset,
+    /// The lag monitor's offset → timestamp index (see `lag/index.rs`), when lag is on.
+    time_index: Option<IndexWriter>,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -187,7 +190,15 @@ impl Ingest {
                 crate::config::OffsetReset::Earliest => Offset::Beginning,
                 crate::config::OffsetReset::Latest => Offset::End,
             },
+            time_index: None,
         })
+    }
+
+    /// Feeds every consumed record's offset and timestamp to the lag
+    /// monitor's index, and quarantined offsets to its stuck-record check.
+    pub fn with_time_index(mut self, index: Arc<TimeIndex>) -> Self {
+        self.time_index = Some(IndexWriter::new(index));
+        self
     }
 
     /// Runs until `stop` is set. Then waits (briefly) for outstanding
@@ -280,6 +291,9 @@ impl Ingest {
             payload: message.payload(),
             headers: &headers,
         };
+        if let Some(index) = &mut self.time_index {
+            index.record(topic, partition, offset, record.timestamp_ms);
+        }
         let envelope = self.extractor.extract(record.payload, &headers);
         let checked = self.validator.check(topic, message.key(), record.payload, &envelope, &headers);
         if checked.verdict == Verdict::Wait {
@@ -371,6 +385,9 @@ impl Ingest {
         match ack.result {
             Ok(()) => {
                 self.metrics.quarantined_records.get_or_create(&TopicLabels { topic: tp.0.to_string() }).inc();
+                if let Some(index) = &mut self.time_index {
+                    index.quarantined(&tp.0, tp.1, ack.offset);
+                }
                 if let Some(offset) = self.tracker.acknowledged(&tp, ack.offset) {
                     self.store(&tp, offset);
                 }

@@ -434,6 +434,11 @@ grace_period_ms = 15000
         Some((status, response.text().ok()?))
     }
 
+    /// GET `path` (e.g. `/api/v1/lag`): (status, body), None when unreachable.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        self.get(path)
+    }
+
     /// `/metrics` with an `Accept` header: (content type, body).
     pub fn scrape_as(&self, accept: &str) -> (String, String) {
         let url = format!("http://127.0.0.1:{}/metrics", self.port);
