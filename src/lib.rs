@@ -17,6 +17,8 @@
 //! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
+//! - [`cost`] — LLM token usage priced per topic and model; budgets and their alerts.
+//! - [`dlq`] — dead-letter topics: records by source topic and reason, newest record age.
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
 //! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
@@ -26,7 +28,9 @@
 
 pub mod app;
 pub mod config;
+pub mod cost;
 pub mod decode;
+pub mod dlq;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -24,8 +24,12 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+pub mod cost;
+pub mod dlq;
 pub mod governance;
 
+pub use cost::{BudgetConfig, BudgetScope, CostConfig, Price, PriceRule, UsageSource};
+pub use dlq::DlqConfig;
 pub use governance::{
     Action, ContractField, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement, SubjectStrategy,
 };
@@ -151,6 +155,9 @@ pub struct RawConfig {
     pub registry: governance::RawRegistry,
     pub quarantine: governance::RawQuarantine,
     pub policies: Vec<governance::RawPolicy>,
+    pub cost: cost::RawCost,
+    pub budgets: Vec<cost::RawBudget>,
+    pub dlq: dlq::RawDlq,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +301,8 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     /// Checked in order; the first whose topic patterns match applies.
     pub policies: Vec<Policy>,
+    pub cost: CostConfig,
+    pub dlq: DlqConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -615,6 +624,8 @@ impl RawConfig {
         let registry = governance::validate_registry(self.registry, &mut problems);
         let quarantine = governance::validate_quarantine(self.quarantine, &mut problems);
         let policies = governance::validate_policies(self.policies, &mut problems);
+        let cost = cost::validate_cost(self.cost, self.budgets, &mut problems);
+        let dlq = dlq::validate_dlq(self.dlq, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -622,6 +633,8 @@ impl RawConfig {
         Ok(Config {
             registry,
             policies,
+            cost,
+            dlq,
             kafka: KafkaConfig {
                 bootstrap_servers,
                 group_id: self.kafka.group_id,
