@@ -78,9 +78,14 @@ impl PriceTable {
 /// Cached handles of one topic and model.
 struct ModelHandles {
     tokens: [Counter; 5],
-    cost: UsdCounter,
-    unpriced: Counter,
-    price: Option<Price>,
+    pricing: Pricing,
+}
+
+/// A priced model has a cost series and no unpriced one, and the reverse:
+/// an unpriced model never shows a cost of zero.
+enum Pricing {
+    Priced { price: Price, cost: UsdCounter },
+    Unpriced(Counter),
 }
 
 struct TopicHandles {
@@ -154,12 +159,13 @@ impl CostStage {
                     r#type,
                 })
             };
-            let model_handles = ModelHandles {
-                tokens: TOKEN_TYPES.map(token_counter),
-                cost: metrics.accounting.llm_cost.get_or_create_owned(&labels),
-                unpriced: metrics.accounting.llm_unpriced_tokens.get_or_create_owned(&labels),
-                price,
+            let pricing = match price {
+                Some(price) => {
+                    Pricing::Priced { price, cost: metrics.accounting.llm_cost.get_or_create_owned(&labels) }
+                }
+                None => Pricing::Unpriced(metrics.accounting.llm_unpriced_tokens.get_or_create_owned(&labels)),
             };
+            let model_handles = ModelHandles { tokens: TOKEN_TYPES.map(token_counter), pricing };
             handles.models.insert(model_key.into(), model_handles);
         }
         let model_handles = handles.models.get(model_key).expect("inserted above");
@@ -169,17 +175,17 @@ impl CostStage {
                 counter.inc_by(count);
             }
         }
-        let pico_usd = match &model_handles.price {
-            Some(price) => {
+        let pico_usd = match &model_handles.pricing {
+            Pricing::Priced { price, cost } => {
                 let pico = cost_pico(&tokens, price);
-                model_handles.cost.inner().add_pico(pico);
+                cost.inner().add_pico(pico);
                 for &budget in &handles.budgets {
                     self.budgets.add(budget, pico, now_us, topic);
                 }
                 Some(pico)
             }
-            None => {
-                model_handles.unpriced.inc_by(tokens.total());
+            Pricing::Unpriced(unpriced) => {
+                unpriced.inc_by(tokens.total());
                 None
             }
         };
@@ -296,7 +302,9 @@ mod tests {
         assert_eq!(harness.cost("agents.a", "gpt-4o-mini"), 0.0004536);
         assert_eq!(harness.cost("agents.a", "claude-sonnet-4-5"), 0.031275);
         assert_eq!(harness.cost("agents.b", "o3"), 0.0201);
-        assert_eq!(harness.unpriced("agents.a", "gpt-4o-mini"), 0);
+        let mut text = String::new();
+        harness.metrics.encode_prometheus(&mut text).unwrap();
+        assert!(!text.contains("pipewarden_llm_unpriced_tokens_total{"), "priced models have no unpriced series");
         // The budget of 0.01 USD per hour covers both topics: 3 × 0.0172762 spent.
         let used = harness.metrics.accounting.budget_used.get_or_create(&BudgetLabels { budget: "agents".into() });
         assert_eq!(used.get(), 5.18286);
@@ -312,7 +320,9 @@ mod tests {
         assert_eq!(harness.unpriced("t", "mystery-1"), 120);
         assert_eq!(harness.unpriced("t", UNKNOWN), 11);
         assert_eq!(harness.tokens("t", "mystery-1", "input"), 100);
-        assert_eq!(harness.cost("t", "mystery-1"), 0.0);
+        let mut text = String::new();
+        harness.metrics.encode_prometheus(&mut text).unwrap();
+        assert!(!text.contains("pipewarden_llm_cost_usd_total{"), "no cost series for unpriced models: {text}");
         assert!(harness.handle("t", r#"{"event_type":"no usage here"}"#).is_none());
     }
 
