@@ -42,6 +42,9 @@ use crate::quarantine::quarantine_topic_for;
 /// Handle caches are looked up per dead letter; aHash as in the observe stage.
 type HashMap<K, V> = ahash::AHashMap<K, V>;
 
+/// Topics remembered (dead-letter or not) per `metrics.max_label_values`.
+const TOPIC_CACHE_FACTOR: usize = 4;
+
 /// Reason label value once `dlq.max_reasons` distinct reasons have been seen.
 pub const OTHER: &str = "__other__";
 
@@ -126,23 +129,30 @@ impl DlqStage {
             return;
         }
         let topic = record.topic;
-        if !self.topics.contains_key(topic) {
-            if self.topics.len() >= self.max_label_values.saturating_mul(4) {
-                // Past the cache bound, classify without caching; dead
-                // letters of such topics share the overflow handles.
-                if !self.is_counted_at_ingest(topic) {
-                    return;
-                }
-                if !self.topics.contains_key(OVERFLOW) {
-                    let handles = self.new_topic(OVERFLOW);
-                    self.topics.insert(OVERFLOW.into(), Some(handles));
-                }
-                return self.count_record(OVERFLOW, record, envelope, now_us);
-            }
-            let handles = self.is_counted_at_ingest(topic).then(|| self.new_topic(topic));
-            self.topics.insert(topic.into(), handles);
+        match self.topics.get(topic) {
+            // The common case: a known topic that is not a dead-letter topic.
+            Some(None) => return,
+            Some(Some(_)) => return self.count_record(topic, record, envelope, now_us),
+            None => {}
         }
-        if matches!(self.topics.get(topic), Some(Some(_))) {
+        // Entries of other topics are a key and a `None`; the bound is a
+        // multiple of the label cap because most watched topics are not
+        // dead-letter topics. Past it, topics are classified without
+        // caching and their dead letters share the overflow handles.
+        if self.topics.len() >= self.max_label_values.saturating_mul(TOPIC_CACHE_FACTOR) {
+            if !self.is_counted_at_ingest(topic) {
+                return;
+            }
+            if !self.topics.contains_key(OVERFLOW) {
+                let handles = self.new_topic(OVERFLOW);
+                self.topics.insert(OVERFLOW.into(), Some(handles));
+            }
+            return self.count_record(OVERFLOW, record, envelope, now_us);
+        }
+        let handles = self.is_counted_at_ingest(topic).then(|| self.new_topic(topic));
+        let counted = handles.is_some();
+        self.topics.insert(topic.into(), handles);
+        if counted {
             self.count_record(topic, record, envelope, now_us);
         }
     }
@@ -440,6 +450,23 @@ mod tests {
         assert_eq!(harness.count("orders.dlq", "orders", "com.example.Error1"), 2);
         assert_eq!(harness.count("orders.dlq", "orders", OTHER), 7);
         assert_eq!(harness.series(), 4);
+    }
+
+    #[test]
+    fn caches_and_labels_stay_bounded() {
+        let mut harness = Harness::new("[metrics]\nmax_label_values = 2\n");
+        for i in 0..20 {
+            harness.handle(&format!("plain-{i}"), b"{}", &[], 1_000);
+        }
+        assert_eq!(harness.stage.topics.len(), 2 * TOPIC_CACHE_FACTOR);
+        for i in 0..5 {
+            harness.handle(&format!("t{i}.dlq"), b"{}", &[("dlq.original.topic", format!("s{i}").as_bytes())], 1_000);
+        }
+        assert_eq!(harness.stage.topics.len(), 2 * TOPIC_CACHE_FACTOR + 1, "one overflow entry");
+        assert_eq!(harness.count(OVERFLOW, "s0", UNKNOWN), 1);
+        assert_eq!(harness.count(OVERFLOW, "s1", UNKNOWN), 1);
+        assert_eq!(harness.count(OVERFLOW, OVERFLOW, UNKNOWN), 3, "sources past the cap share one series");
+        assert_eq!(harness.series(), 3);
     }
 
     #[test]
