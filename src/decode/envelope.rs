@@ -184,8 +184,24 @@ pub(super) struct Node {
 }
 
 impl Node {
+    /// Children are sorted by key length ([`Node::sort`]), so the scan stops
+    /// at the first longer name: most payload keys are compared with a few
+    /// names only, however many pointers the tree holds.
     fn child(&self, key: &str) -> Option<&Node> {
-        self.children.iter().find(|(name, _)| name == key).map(|(_, node)| node)
+        for (name, node) in &self.children {
+            if name.len() > key.len() {
+                return None;
+            }
+            if name == key {
+                return Some(node);
+            }
+        }
+        None
+    }
+
+    fn sort(&mut self) {
+        self.children.sort_by(|(a, _), (b, _)| (a.len(), a).cmp(&(b.len(), b)));
+        self.children.iter_mut().for_each(|(_, node)| node.sort());
     }
 }
 
@@ -252,6 +268,7 @@ impl EnvelopeExtractor {
         if extractor.slots > MAX_POINTERS {
             return Err(TooManyPointers);
         }
+        extractor.root.sort();
         extractor.accounting = accounting;
         Ok(extractor)
     }
@@ -282,6 +299,7 @@ impl EnvelopeExtractor {
         if slots > MAX_POINTERS {
             return Err(TooManyPointers);
         }
+        root.sort();
         Ok(Self { root, slots, fields, max_payload_bytes: config.max_payload_bytes, accounting: None })
     }
 
