@@ -248,7 +248,13 @@ impl AlertPublisher {
         for (key, value) in config.client_properties() {
             client_config.set(key, value);
         }
-        client_config.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5");
+        // An alert that cannot be written within 30 s (e.g. the topic does
+        // not exist and the cluster does not create topics) counts as failed.
+        client_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
         let producer = client_config
             .create_with_context(AlertContext { metrics: metrics.clone() })
             .context("failed to create the budget alert producer")?;

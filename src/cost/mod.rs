@@ -347,6 +347,20 @@ mod tests {
     }
 
     #[test]
+    fn completed_flows_are_observed_in_the_cost_histogram() {
+        let harness = Harness::new("");
+        harness.metrics.record_flow_cost("support", 0.004);
+        harness.metrics.record_flow_cost("support", 0.02);
+        harness.metrics.record_flow_cost("doc", 2.0);
+        let mut text = String::new();
+        harness.metrics.encode_prometheus(&mut text).unwrap();
+        assert!(text.contains("pipewarden_flow_cost_usd_count{flow=\"support\"} 2\n"), "{text}");
+        assert!(text.contains("pipewarden_flow_cost_usd_sum{flow=\"support\"} 0.024\n"), "{text}");
+        assert!(text.contains("pipewarden_flow_cost_usd_bucket{flow=\"support\",le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("pipewarden_flow_cost_usd_bucket{flow=\"doc\",le=\"1\"} 0\n"), "{text}");
+    }
+
+    #[test]
     fn model_labels_are_bounded() {
         let mut harness = Harness::new("[metrics]\nmax_label_values = 3\n");
         for i in 0..50 {
