@@ -59,7 +59,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         exclude_internal = config.topics.exclude_internal,
         listen = %listen,
         kafka_properties = ?config.redacted_properties(),
-        features = if config.lag.enabled { "ingest,envelope,validate,quarantine,metrics,lag" } else { "ingest,envelope,validate,quarantine,metrics" },
+        features = if config.lag.enabled {
+            "ingest,envelope,validate,quarantine,metrics,cost,dlq,lag"
+        } else {
+            "ingest,envelope,validate,quarantine,metrics,cost,dlq"
+        },
+        prices = config.cost.prices.len() + config.cost.imported_prices.len(),
+        budgets = config.cost.budgets.len(),
         schemas = %config.registry.url.clone().unwrap_or_else(|| format!("folder {}", config.registry.schemas_dir.display())),
         quarantine = %config.quarantine.topic_template,
         policies = config.policies.len(),

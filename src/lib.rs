@@ -18,6 +18,8 @@
 //! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
+//! - [`cost`] — LLM token usage priced per topic and model; budgets and their alerts.
+//! - [`dlq`] — dead-letter topics: records by source topic and reason, newest record age.
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
 //! - [`lag`] — consumer group lag: admin queries, offset → timestamp index, status, API.
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
@@ -28,7 +30,9 @@
 
 pub mod app;
 pub mod config;
+pub mod cost;
 pub mod decode;
+pub mod dlq;
 pub mod http;
 pub mod ingest;
 pub mod lag;

@@ -227,6 +227,8 @@ pub struct Metrics {
     pub event_type_limiter: LabelLimiter,
     pub producer_limiter: LabelLimiter,
     pub lag: LagMetrics,
+    /// LLM cost, budgets and dead-letter families.
+    pub accounting: AccountingMetrics,
 }
 
 impl Metrics {
@@ -264,6 +266,7 @@ impl Metrics {
             event_type_limiter: LabelLimiter::new("event_type", max_label_values),
             producer_limiter: LabelLimiter::new("producer", max_label_values),
             lag: LagMetrics::new(max_label_values),
+            accounting: AccountingMetrics::new(max_label_values),
             registry: Registry::default(),
         };
         registry.register(
@@ -415,6 +418,7 @@ impl Metrics {
         for result in [CommitResult::success, CommitResult::failure] {
             let _ = metrics.offset_commits.get_or_create(&CommitLabels { result });
         }
+        metrics.accounting.register(&mut registry);
         Self { registry, ..metrics }
     }
 
@@ -610,6 +614,196 @@ impl LagMetrics {
     }
 }
 
+/// A counter of US dollars kept as an integer number of pico-dollars
+/// (1e-12 USD), so that sums of per-token prices are exact (a float
+/// accumulator drifts after millions of small additions) and scrapes show
+/// the exact decimal amount. Wraps after 2^64 pico-dollars (about 18
+/// million USD) per process lifetime; counters restart at zero anyway.
+#[derive(Debug, Default)]
+pub struct PicoUsd(std::sync::atomic::AtomicU64);
+
+impl PicoUsd {
+    pub fn add_pico(&self, pico: u64) {
+        self.0.fetch_add(pico, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn pico(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl prometheus_client::metrics::counter::Atomic<f64> for PicoUsd {
+    fn inc(&self) -> f64 {
+        self.inc_by(1.0)
+    }
+
+    fn inc_by(&self, usd: f64) -> f64 {
+        let before = self.get();
+        self.add_pico((usd.max(0.0) * 1e12).round() as u64);
+        before
+    }
+
+    fn get(&self) -> f64 {
+        // One correctly rounded division: the nearest double to the exact
+        // decimal amount, which prints as that decimal.
+        self.pico() as f64 / 1e12
+    }
+}
+
+/// A dollar counter with exact sums (see [`PicoUsd`]).
+pub type UsdCounter = Counter<f64, PicoUsd>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub topic: String,
+    pub model: String,
+    /// One of `input`, `cached_input`, `cache_write`, `output`, `reasoning`.
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub topic: String,
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    pub flow: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub budget: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetAlertLabels {
+    pub budget: String,
+    /// `sent` (acknowledged by the broker) or `failed`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DlqLabels {
+    pub dlq_topic: String,
+    pub source_topic: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DlqTopicLabels {
+    pub dlq_topic: String,
+}
+
+/// Bucket bounds (USD) for the cost of one completed flow: from a tenth of
+/// a cent (a few small-model calls) to 10 USD (a runaway agent loop).
+pub const FLOW_COST_BUCKETS: [f64; 12] = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 10.0];
+
+/// Families of LLM cost accounting, budgets and dead-letter analytics
+/// (see `docs/cost.md` and `docs/dlq.md`).
+pub struct AccountingMetrics {
+    pub llm_tokens: Family<TokenLabels, Counter>,
+    pub llm_cost: Family<ModelLabels, UsdCounter>,
+    pub llm_unpriced_tokens: Family<ModelLabels, Counter>,
+    pub flow_cost: Family<FlowLabels, Histogram>,
+    pub budget_used: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub budget_alerts: Family<BudgetAlertLabels, Counter>,
+    pub dlq_records: Family<DlqLabels, Counter>,
+    pub dlq_newest_age: Family<DlqTopicLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub dlq_newest_timestamp: Family<DlqTopicLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub model_limiter: LabelLimiter,
+    pub flow_limiter: LabelLimiter,
+    pub source_topic_limiter: LabelLimiter,
+}
+
+impl AccountingMetrics {
+    fn new(max_label_values: usize) -> Self {
+        Self {
+            llm_tokens: Family::default(),
+            llm_cost: Family::default(),
+            llm_unpriced_tokens: Family::default(),
+            flow_cost: Family::new_with_constructor(|| Histogram::new(FLOW_COST_BUCKETS)),
+            budget_used: Family::default(),
+            budget_alerts: Family::default(),
+            dlq_records: Family::default(),
+            dlq_newest_age: Family::default(),
+            dlq_newest_timestamp: Family::default(),
+            model_limiter: LabelLimiter::new("model", max_label_values),
+            flow_limiter: LabelLimiter::new("flow", max_label_values),
+            source_topic_limiter: LabelLimiter::new("source_topic", max_label_values),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "llm_tokens",
+            "LLM tokens reported by events, by topic, model and disjoint type (input, cached_input, cache_write, output, reasoning)",
+            self.llm_tokens.clone(),
+        );
+        registry.register(
+            "llm_cost_usd",
+            "Cost in USD of the LLM tokens reported by events, by topic and model (priced models only)",
+            self.llm_cost.clone(),
+        );
+        registry.register(
+            "llm_unpriced_tokens",
+            "LLM tokens of models without a price (never counted as free), by topic and model",
+            self.llm_unpriced_tokens.clone(),
+        );
+        registry.register(
+            "flow_cost_usd",
+            "Cost in USD of one completed flow (the LLM costs of its events)",
+            self.flow_cost.clone(),
+        );
+        registry.register(
+            "budget_used_ratio",
+            "Spend of the current clock hour divided by the budget's usd_per_hour, per budget",
+            self.budget_used.clone(),
+        );
+        registry.register(
+            "budget_alerts",
+            "Budget alert events published to the alerts topic, by budget and result (sent, failed)",
+            self.budget_alerts.clone(),
+        );
+        registry.register(
+            "dlq_records",
+            "Dead-letter records by dead-letter topic, source topic and bounded reason",
+            self.dlq_records.clone(),
+        );
+        registry.register(
+            "dlq_newest_record_age_seconds",
+            "Age of the newest record seen on each dead-letter topic",
+            self.dlq_newest_age.clone(),
+        );
+        registry.register(
+            "dlq_newest_record_timestamp_seconds",
+            "Time (seconds since the epoch) of the newest record seen on each dead-letter topic",
+            self.dlq_newest_timestamp.clone(),
+        );
+    }
+
+    /// Admits a model name as a label value (or [`OVERFLOW`]).
+    pub fn model_label(&self, model: &str, overflow: &Family<LabelNameLabels, Counter>) -> String {
+        self.model_limiter.admit(model, overflow)
+    }
+
+    /// The histogram of one flow's completed cost; callers that observe
+    /// many flows of the same name should keep the handle.
+    pub fn flow_cost_handle(&self, flow: &str, overflow: &Family<LabelNameLabels, Counter>) -> Histogram {
+        let flow = self.flow_limiter.admit(flow, overflow);
+        self.flow_cost.get_or_create_owned(&FlowLabels { flow })
+    }
+}
+
+impl Metrics {
+    /// Records the cost of one completed flow (the correlator calls this
+    /// when a flow completes; `usd` is the sum of its events' costs).
+    pub fn record_flow_cost(&self, flow: &str, usd: f64) {
+        self.accounting.flow_cost_handle(flow, &self.label_overflow).observe(usd);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,6 +820,22 @@ mod tests {
         assert_eq!(metrics.producer_label("c"), "c");
         let overflowed = metrics.label_overflow.get_or_create(&LabelNameLabels { label: "event_type" }).get();
         assert_eq!(overflowed, 2);
+    }
+
+    #[test]
+    fn dollar_counters_sum_exactly() {
+        let counter = UsdCounter::default();
+        for _ in 0..1_000_000 {
+            counter.inner().add_pico(75_000); // 0.075 USD per million tokens, one token
+        }
+        assert_eq!(counter.get(), 0.075);
+        counter.inc_by(0.000_001);
+        assert_eq!(counter.inner().pico(), 75_001_000_000);
+        let mut text = String::new();
+        let mut registry = Registry::default();
+        registry.register("cost_usd", "test", counter);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("cost_usd_total 0.075001\n"), "{text}");
     }
 
     #[test]
@@ -686,11 +896,29 @@ mod tests {
         metrics.lag.state.get_or_create(&state).set(1);
         metrics.lag.status.get_or_create(&GroupStatusLabels { group: "g".into(), status: "ok" }).set(1);
         metrics.lag.stuck_partitions.get_or_create(&GroupLabels { group: "g".into() }).set(0);
+        let accounting = &metrics.accounting;
+        let model = || ModelLabels { topic: "t".into(), model: "m".into() };
+        accounting
+            .llm_tokens
+            .get_or_create(&TokenLabels { topic: "t".into(), model: "m".into(), r#type: "input" })
+            .inc();
+        accounting.llm_cost.get_or_create(&model()).inc_by(0.5);
+        accounting.llm_unpriced_tokens.get_or_create(&model()).inc();
+        metrics.record_flow_cost("f", 0.01);
+        accounting.budget_used.get_or_create(&BudgetLabels { budget: "b".into() }).set(0.5);
+        accounting.budget_alerts.get_or_create(&BudgetAlertLabels { budget: "b".into(), result: "sent" }).inc();
+        let dlq = || DlqTopicLabels { dlq_topic: "d".into() };
+        accounting
+            .dlq_records
+            .get_or_create(&DlqLabels { dlq_topic: "d".into(), source_topic: "t".into(), reason: "r".into() })
+            .inc();
+        accounting.dlq_newest_age.get_or_create(&dlq()).set(1.0);
+        accounting.dlq_newest_timestamp.get_or_create(&dlq()).set(1.0);
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         let names: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
-        assert!(names.len() >= 28, "{names:?}");
+        assert!(names.len() >= 45, "{names:?}");
         for name in names {
             assert!(docs.contains(&format!("`{name}`")), "{name} is not documented in docs/metrics.md");
         }

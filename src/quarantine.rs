@@ -51,6 +51,8 @@ pub struct Ack {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The bounded reason code of the copy (for dead-letter accounting).
+    pub reason: &'static str,
     /// `Err` carries librdkafka's error (for logs only, never a label).
     pub result: Result<(), String>,
 }
@@ -60,6 +62,7 @@ pub struct Ticket {
     topic: Arc<str>,
     partition: i32,
     offset: i64,
+    reason: &'static str,
 }
 
 pub struct QuarantineContext {
@@ -75,7 +78,13 @@ impl ProducerContext for QuarantineContext {
         let result = result.as_ref().map(|_| ()).map_err(|(err, _)| err.to_string());
         // Never blocks: the ingest loop keeps fewer records in flight than
         // the channel holds (see `Quarantine::capacity`).
-        let _ = self.acks.send(Ack { topic: ticket.topic, partition: ticket.partition, offset: ticket.offset, result });
+        let _ = self.acks.send(Ack {
+            topic: ticket.topic,
+            partition: ticket.partition,
+            offset: ticket.offset,
+            reason: ticket.reason,
+            result,
+        });
     }
 }
 
@@ -158,6 +167,7 @@ impl Quarantine {
             topic: Arc::from(message.topic()),
             partition: message.partition(),
             offset: message.offset(),
+            reason: poison.reason,
         });
         let mut record =
             BaseRecord::with_opaque_to(&topic, ticket).headers(headers).partition(message.partition() % partitions);

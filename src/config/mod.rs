@@ -24,9 +24,13 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+pub mod cost;
+pub mod dlq;
 pub mod governance;
 pub mod lag;
 
+pub use cost::{BudgetConfig, BudgetScope, CostConfig, Price, PriceRule, UsageSource};
+pub use dlq::DlqConfig;
 pub use governance::{
     Action, ContractField, KeySchema, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement,
     SubjectStrategy,
@@ -155,6 +159,9 @@ pub struct RawConfig {
     pub quarantine: governance::RawQuarantine,
     pub policies: Vec<governance::RawPolicy>,
     pub lag: lag::RawLag,
+    pub cost: cost::RawCost,
+    pub budgets: Vec<cost::RawBudget>,
+    pub dlq: dlq::RawDlq,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +306,8 @@ pub struct Config {
     /// Checked in order; the first whose topic patterns match applies.
     pub policies: Vec<Policy>,
     pub lag: LagConfig,
+    pub cost: CostConfig,
+    pub dlq: DlqConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -623,6 +632,8 @@ impl RawConfig {
         let quarantine = governance::validate_quarantine(self.quarantine, &self.kafka.group_id, &mut problems);
         let policies = governance::validate_policies(self.policies, &mut problems);
         let lag = lag::validate_lag(self.lag, &mut problems);
+        let cost = cost::validate_cost(self.cost, self.budgets, &mut problems);
+        let dlq = dlq::validate_dlq(self.dlq, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -630,6 +641,8 @@ impl RawConfig {
         Ok(Config {
             registry,
             policies,
+            cost,
+            dlq,
             kafka: KafkaConfig {
                 bootstrap_servers,
                 group_id: self.kafka.group_id,

@@ -12,6 +12,11 @@
 //! `IgnoredAny` (which still checks that they are well-formed JSON), wanted
 //! strings are borrowed from the payload unless they contain escapes. The
 //! valid path allocates nothing.
+//!
+//! The same walk captures the pointers of cost and dead-letter accounting
+//! (token counts, model name, dead-letter source and reason fields; see
+//! [`super::accounting`]) when [`EnvelopeExtractor::for_config`] builds the
+//! extractor, so no payload is parsed twice.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,13 +25,16 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::accounting::{Accounting, AccountingSources};
 use super::traceparent;
 use super::wire::{self, PayloadFormat};
-use crate::config::{EnvelopeConfig, Source};
+use crate::config::{Config, EnvelopeConfig, Source};
 
 /// Most JSON pointers all envelope fields together may use; keeps the
-/// per-record capture array on the stack.
-pub const MAX_POINTERS: usize = 32;
+/// per-record capture array on the stack. The defaults use 7 envelope
+/// pointers and 24 accounting pointers; 48 leaves room for custom sources
+/// while the array (48 × 24 bytes) stays small enough to clear per record.
+pub const MAX_POINTERS: usize = 48;
 
 /// Read access to a record's headers, so extraction does not depend on rdkafka.
 pub trait Headers {
@@ -131,6 +139,8 @@ pub struct Envelope<'a> {
     pub schema_version: Option<Cow<'a, str>>,
     pub producer: Option<Cow<'a, str>>,
     pub problems: Problems,
+    /// Token usage, model and dead-letter fields, read in the same pass.
+    pub accounting: Accounting<'a>,
 }
 
 /// Which contract field a source list fills.
@@ -167,25 +177,44 @@ enum Resolved {
 
 /// One node of the merged pointer tree.
 #[derive(Debug, Default)]
-struct Node {
+pub(super) struct Node {
     children: Vec<(String, Node)>,
     /// Capture slot when a pointer ends here.
     slot: Option<usize>,
 }
 
 impl Node {
+    /// Children are sorted by key length ([`Node::sort`]), so the scan stops
+    /// at the first longer name: most payload keys are compared with a few
+    /// names only, however many pointers the tree holds.
     fn child(&self, key: &str) -> Option<&Node> {
-        self.children.iter().find(|(name, _)| name == key).map(|(_, node)| node)
+        for (name, node) in &self.children {
+            if name.len() > key.len() {
+                return None;
+            }
+            if name == key {
+                return Some(node);
+            }
+        }
+        None
+    }
+
+    fn sort(&mut self) {
+        self.children.sort_by(|(a, _), (b, _)| (a.len(), a).cmp(&(b.len(), b)));
+        self.children.iter_mut().for_each(|(_, node)| node.sort());
     }
 }
 
 /// What the walk found at one pointer.
 #[derive(Debug, Default)]
-enum Captured<'a> {
+pub(super) enum Captured<'a> {
     #[default]
     Absent,
     Str(Cow<'a, str>),
-    /// Present but not a string (number, bool, object, array).
+    /// A non-negative integer (token counts); not a string for the envelope.
+    Number(u64),
+    /// Present but neither a string nor a count (negative or fractional
+    /// number, bool, object, array).
     WrongType,
 }
 
@@ -207,9 +236,43 @@ pub struct EnvelopeExtractor {
     slots: usize,
     fields: Vec<(Field, Vec<Resolved>)>,
     max_payload_bytes: usize,
+    accounting: Option<AccountingSources>,
+}
+
+/// Adds one pointer to the key tree; returns its capture slot (shared with
+/// any earlier identical pointer).
+pub(super) fn insert_pointer(root: &mut Node, slots: &mut usize, keys: &[String]) -> usize {
+    let mut node = root;
+    for key in keys {
+        let index = match node.children.iter().position(|(name, _)| name == key) {
+            Some(index) => index,
+            None => {
+                node.children.push((key.clone(), Node::default()));
+                node.children.len() - 1
+            }
+        };
+        node = &mut node.children[index].1;
+    }
+    *node.slot.get_or_insert_with(|| {
+        *slots += 1;
+        *slots - 1
+    })
 }
 
 impl EnvelopeExtractor {
+    /// The envelope fields, plus the cost and dead-letter pointers of
+    /// `config` when those features are on.
+    pub fn for_config(config: &Config) -> Result<Self, TooManyPointers> {
+        let mut extractor = Self::new(&config.envelope)?;
+        let accounting = AccountingSources::new(config, &mut extractor.root, &mut extractor.slots);
+        if extractor.slots > MAX_POINTERS {
+            return Err(TooManyPointers);
+        }
+        extractor.root.sort();
+        extractor.accounting = accounting;
+        Ok(extractor)
+    }
+
     pub fn new(config: &EnvelopeConfig) -> Result<Self, TooManyPointers> {
         let mut root = Node::default();
         let mut slots = 0;
@@ -226,24 +289,7 @@ impl EnvelopeExtractor {
             let mut resolved = Vec::new();
             for source in sources {
                 resolved.push(match source {
-                    Source::Pointer(keys) => {
-                        let mut node = &mut root;
-                        for key in keys {
-                            let index = match node.children.iter().position(|(name, _)| name == key) {
-                                Some(index) => index,
-                                None => {
-                                    node.children.push((key.clone(), Node::default()));
-                                    node.children.len() - 1
-                                }
-                            };
-                            node = &mut node.children[index].1;
-                        }
-                        let slot = *node.slot.get_or_insert_with(|| {
-                            slots += 1;
-                            slots - 1
-                        });
-                        Resolved::Slot(slot)
-                    }
+                    Source::Pointer(keys) => Resolved::Slot(insert_pointer(&mut root, &mut slots, keys)),
                     Source::Header(name) => Resolved::Header(name.clone()),
                     Source::TraceParent(name) => Resolved::TraceParent(name.clone()),
                 });
@@ -253,7 +299,8 @@ impl EnvelopeExtractor {
         if slots > MAX_POINTERS {
             return Err(TooManyPointers);
         }
-        Ok(Self { root, slots, fields, max_payload_bytes: config.max_payload_bytes })
+        root.sort();
+        Ok(Self { root, slots, fields, max_payload_bytes: config.max_payload_bytes, accounting: None })
     }
 
     /// Extracts the envelope of one record. `payload` is `None` for a
@@ -264,7 +311,7 @@ impl EnvelopeExtractor {
             envelope.format = PayloadFormat::Tombstone;
             return envelope;
         };
-        let mut captured: [Captured<'a>; MAX_POINTERS] = Default::default();
+        let mut captured: [Captured<'a>; MAX_POINTERS] = [const { Captured::Absent }; MAX_POINTERS];
         let captured = &mut captured[..self.slots];
 
         let (format, schema_id, body) = wire::classify(payload);
@@ -313,6 +360,9 @@ impl EnvelopeExtractor {
                 (_, None) => {}
             }
         }
+        if let Some(accounting) = &self.accounting {
+            envelope.accounting = accounting.resolve(captured);
+        }
         envelope
     }
 
@@ -330,7 +380,7 @@ impl EnvelopeExtractor {
                 Resolved::Slot(slot) => match std::mem::take(&mut captured[*slot]) {
                     Captured::Str(text) if !text.is_empty() => return Some(text),
                     Captured::Str(_) | Captured::Absent => {}
-                    Captured::WrongType => problems.insert(EnvelopeProblem::InvalidFieldType),
+                    Captured::Number(_) | Captured::WrongType => problems.insert(EnvelopeProblem::InvalidFieldType),
                 },
                 Resolved::Header(name) => match headers.last(name).map(std::str::from_utf8) {
                     Some(Ok(text)) if !text.is_empty() => return Some(Cow::Borrowed(text)),
@@ -407,14 +457,17 @@ impl<'de, 'n, 'c> Visitor<'de> for NodeVisitor<'n, 'c, 'de> {
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
         Ok(self.capture(Captured::WrongType))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(self.capture(Captured::WrongType))
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<bool, E> {
+        Ok(self.capture(u64::try_from(value).map_or(Captured::WrongType, Captured::Number)))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(self.capture(Captured::WrongType))
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<bool, E> {
+        Ok(self.capture(Captured::Number(value)))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(self.capture(Captured::WrongType))
+    /// Some encoders write counts as `12.0`; whole numbers in the exact
+    /// integer range of a double are counts, anything else is not.
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<bool, E> {
+        let whole = value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 9_007_199_254_740_992.0;
+        Ok(self.capture(if whole { Captured::Number(value as u64) } else { Captured::WrongType }))
     }
     /// `null` counts as absent: producers often write optional fields as null.
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
@@ -655,7 +708,7 @@ mod tests {
 
     #[test]
     fn too_many_pointers_are_refused() {
-        let list: Vec<String> = (0..40).map(|i| format!("\"/f{i}\"")).collect();
+        let list: Vec<String> = (0..MAX_POINTERS + 1).map(|i| format!("\"/f{i}\"")).collect();
         let config = Config::from_toml(&format!("[envelope]\nevent_type = [{}]\n", list.join(",")), &|_| None).unwrap();
         assert!(EnvelopeExtractor::new(&config.envelope).is_err());
     }

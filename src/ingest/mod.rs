@@ -45,7 +45,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::cost::{Budgets, CostStage};
 use crate::decode::{EnvelopeExtractor, Headers};
+use crate::dlq::DlqStage;
 use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
@@ -100,6 +102,8 @@ pub struct Ingest {
     extractor: EnvelopeExtractor,
     validator: Validator,
     observer: Observer,
+    cost: CostStage,
+    dlq: DlqStage,
     quarantine: Quarantine,
     acks: Receiver<Ack>,
     tracker: OffsetTracker,
@@ -160,7 +164,8 @@ impl Ingest {
         let context = IngestContext::new(metrics.clone(), health.clone(), revoked.clone(), transactions.clone());
         let consumer: BaseConsumer<IngestContext> =
             client_config.create_with_context(context).context("failed to create the kafka consumer")?;
-        let extractor = EnvelopeExtractor::new(&config.envelope).context("failed to build the envelope extractor")?;
+        let extractor = EnvelopeExtractor::for_config(config).context("failed to build the envelope extractor")?;
+        let budgets = Arc::new(Budgets::new(config, metrics.clone())?);
         let cache = crate::validate::schema_cache(&config.registry)
             .map_err(|err| anyhow::anyhow!("failed to set up schemas: {err}"))?;
         let cache = Arc::new(cache);
@@ -170,6 +175,8 @@ impl Ingest {
             extractor,
             validator: Validator::new(config, cache.clone()),
             observer: Observer::new(config, metrics.clone()),
+            cost: CostStage::new(config, metrics.clone(), budgets),
+            dlq: DlqStage::new(config, metrics.clone()),
             quarantine,
             acks,
             tracker: OffsetTracker::default(),
@@ -300,7 +307,11 @@ impl Ingest {
             self.block(topic, partition, offset, BlockReason::SchemaUnavailable);
             return;
         }
-        self.observer.observe(&record, &envelope, &checked, self.clock.unix_us(started));
+        let now_us = self.clock.unix_us(started);
+        self.observer.observe(&record, &envelope, &checked, now_us);
+        // The record's cost is handed to the correlator once it is wired in.
+        let _event_cost = self.cost.observe(topic, &envelope, now_us);
+        self.dlq.observe(&record, &envelope, now_us);
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
             let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
@@ -388,6 +399,7 @@ impl Ingest {
                 if let Some(index) = &mut self.time_index {
                     index.quarantined(&tp.0, tp.1, ack.offset);
                 }
+                self.dlq.quarantined(&tp.0, ack.reason, now_us());
                 if let Some(offset) = self.tracker.acknowledged(&tp, ack.offset) {
                     self.store(&tp, offset);
                 }
@@ -544,6 +556,9 @@ impl Ingest {
             *seen = *value;
         }
         self.metrics.schema_cache_schemas.set(stats.cached_schemas as i64);
+        let now = self.clock.unix_us(Instant::now());
+        self.cost.tick(now);
+        self.dlq.tick(now);
         let available = self.cache.registry_available();
         self.metrics.schema_registry_up.set(i64::from(available));
         self.health.set_registry_down(!available);

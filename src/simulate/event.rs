@@ -68,7 +68,9 @@ impl EventType {
     }
 }
 
-/// Token usage reported by an agent that called an LLM.
+/// Token usage reported by an agent that called an LLM: the simulator's
+/// own summary. `input_tokens` includes `cached_input_tokens`;
+/// `output_tokens` excludes `reasoning_tokens`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LlmUsage {
     pub provider: String,
@@ -92,6 +94,11 @@ pub struct Event {
     pub producer: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmUsage>,
+    /// The same usage as the provider's API reports it (see
+    /// [`provider_usage`]), at the top level of the event, so pipewarden
+    /// prices the demo with its default usage shapes.
+    #[serde(flatten)]
+    pub provider_usage: serde_json::Map<String, Value>,
     pub data: Value,
 }
 
@@ -114,6 +121,7 @@ impl Event {
             created_at: now_rfc3339(),
             schema_version: SCHEMA_VERSION,
             producer: producer.name(),
+            provider_usage: llm.as_ref().map(provider_usage).unwrap_or_default(),
             llm,
             data,
         }
@@ -169,6 +177,48 @@ pub fn format_rfc3339(t: OffsetDateTime) -> String {
 /// W3C `traceparent` header value: `00-<trace_id>-<span_id>-01`.
 pub fn traceparent(trace_id: &str, span_id: &str) -> String {
     format!("00-{trace_id}-{span_id}-01")
+}
+
+/// `usage` in the shape the provider's API reports it: OpenAI chat
+/// completions (prompt tokens include cached ones, completion tokens include
+/// reasoning), Anthropic messages (input tokens exclude cache reads, thinking
+/// is part of output) and, for other providers, OpenTelemetry GenAI
+/// attributes as flat keys (input includes cached, output includes reasoning).
+pub fn provider_usage(usage: &LlmUsage) -> serde_json::Map<String, Value> {
+    let output = usage.output_tokens + usage.reasoning_tokens;
+    let value = match usage.provider.as_str() {
+        "openai" => serde_json::json!({
+            "model": usage.model,
+            "usage": {
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": output,
+                "total_tokens": usage.input_tokens + output,
+                "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+                "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            },
+        }),
+        "anthropic" => serde_json::json!({
+            "model": usage.model,
+            "usage": {
+                "input_tokens": usage.input_tokens - usage.cached_input_tokens.min(usage.input_tokens),
+                "cache_read_input_tokens": usage.cached_input_tokens,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": output,
+            },
+        }),
+        provider => serde_json::json!({
+            "gen_ai.provider.name": if provider == "google" { "gcp.gemini" } else { provider },
+            "gen_ai.request.model": usage.model,
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": output,
+            "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+            "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
+        }),
+    };
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// A valid random [`LlmUsage`] drawn from a stage's profile.
@@ -271,6 +321,36 @@ mod tests {
         let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_event_id(&mut rng)).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| is_hex(id, 32) && &id[12..13] == "4"));
+    }
+
+    #[test]
+    fn provider_usage_is_priced_once_by_pipewarden() {
+        use crate::config::Config;
+        use crate::cost::normalise;
+        use crate::decode::EnvelopeExtractor;
+        let config = Config::from_toml("", &|_| None).unwrap();
+        let extractor = EnvelopeExtractor::for_config(&config).unwrap();
+        for provider in ["openai", "anthropic", "google"] {
+            let usage = LlmUsage {
+                provider: provider.into(),
+                model: format!("{provider}-model"),
+                input_tokens: 3000,
+                output_tokens: 250,
+                cached_input_tokens: 1024,
+                reasoning_tokens: 400,
+            };
+            let mut rng = SmallRng::seed_from_u64(9);
+            let event =
+                Event::new(&mut rng, EventType::AnswerDrafted, Agent::Knowledge, "t", None, Some(usage), json!({}));
+            let bytes = event.to_json();
+            let envelope = extractor.extract(Some(&bytes), &[][..]);
+            let raw = envelope.accounting.usage.unwrap_or_else(|| panic!("{provider}: no usage found"));
+            let tokens = normalise(&raw, &config.cost.usage[usize::from(raw.shape)]);
+            // Anthropic bills thinking as output and reports no separate figure.
+            let expected = if provider == "anthropic" { [1976, 1024, 0, 650, 0] } else { [1976, 1024, 0, 250, 400] };
+            assert_eq!(tokens.as_array(), expected, "{provider}");
+            assert_eq!(envelope.accounting.model.as_deref(), Some(format!("{provider}-model").as_str()));
+        }
     }
 
     #[test]
