@@ -31,7 +31,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
     let health = Arc::new(Health::default());
-    let ingest = Ingest::new(&config, metrics.clone(), health.clone())?;
+    let correlator = crate::correlate::Correlator::new(&config, metrics.clone());
+    let correlation = correlator.shared();
+    let ingest = Ingest::new(&config, metrics.clone(), health.clone(), crate::correlate::Input::InProcess(correlator))?;
     let (listener, listen) =
         http::bind(config.http.listen).await.with_context(|| format!("failed to listen on {}", config.http.listen))?;
 
@@ -47,7 +49,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         exclude_internal = config.topics.exclude_internal,
         listen = %listen,
         kafka_properties = ?config.redacted_properties(),
-        features = "ingest,envelope,validate,quarantine,metrics",
+        features = "ingest,envelope,validate,quarantine,metrics,correlate",
+        flows = config.flows.len(),
         schemas = %config.registry.url.clone().unwrap_or_else(|| format!("folder {}", config.registry.schemas_dir.display())),
         quarantine = %config.quarantine.topic_template,
         policies = config.policies.len(),
@@ -68,7 +71,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         .context("failed to start the ingest thread")?;
 
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let router = http::router(AppState { metrics, health: health.clone() });
+    let router = http::router(AppState { metrics, health: health.clone(), correlation: Some(correlation) });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {

@@ -1,4 +1,5 @@
-//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and the correlation
+//! API under `/api/v1/` (see `correlate::api`).
 //!
 //! `/metrics` speaks both exposition formats: OpenMetrics text when the
 //! scraper asks for it in `Accept` (Prometheus does by default; exemplars
@@ -28,6 +29,8 @@ const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8"
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// The correlator's shared state (`/api/v1/...`); `None` in tests that do not need it.
+    pub correlation: Option<Arc<crate::correlate::Shared>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -35,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .merge(crate::correlate::api::router())
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ingest (rdkafka consumer thread) ──► decode (wire format, envelope) ──► validate (verdict)
-//!        │                                                       ├──► observe (metrics)
+//!        │                                                       ├──► observe (metrics) ──► correlate (traces)
 //!        │                                                       └──► quarantine (copy, await ack)
 //!        └── offset stored only after the record's outcome is complete
 //! http (axum): /metrics /healthz /readyz
@@ -17,6 +17,7 @@
 //! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
+//! - [`correlate`] — traces by correlation ID: flows, stages, stalled traces, topology, `/api/v1`.
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
 //! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
@@ -26,6 +27,7 @@
 
 pub mod app;
 pub mod config;
+pub mod correlate;
 pub mod decode;
 pub mod http;
 pub mod ingest;

@@ -24,8 +24,10 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+pub mod correlate;
 pub mod governance;
 
+pub use correlate::{CorrelateConfig, CorrelateKafkaConfig, CorrelateMode, Flow, Outcome};
 pub use governance::{
     Action, ContractField, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement, SubjectStrategy,
 };
@@ -151,6 +153,8 @@ pub struct RawConfig {
     pub registry: governance::RawRegistry,
     pub quarantine: governance::RawQuarantine,
     pub policies: Vec<governance::RawPolicy>,
+    pub correlate: correlate::RawCorrelate,
+    pub flows: Vec<correlate::RawFlow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +298,9 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     /// Checked in order; the first whose topic patterns match applies.
     pub policies: Vec<Policy>,
+    pub correlate: CorrelateConfig,
+    /// End-to-end flows measured by the correlator.
+    pub flows: Vec<Flow>,
 }
 
 #[derive(Debug, Clone)]
@@ -615,6 +622,8 @@ impl RawConfig {
         let registry = governance::validate_registry(self.registry, &mut problems);
         let quarantine = governance::validate_quarantine(self.quarantine, &mut problems);
         let policies = governance::validate_policies(self.policies, &mut problems);
+        let correlate = correlate::validate_correlate(self.correlate, &mut problems);
+        let flows = correlate::validate_flows(self.flows, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -622,6 +631,8 @@ impl RawConfig {
         Ok(Config {
             registry,
             policies,
+            correlate,
+            flows,
             kafka: KafkaConfig {
                 bootstrap_servers,
                 group_id: self.kafka.group_id,

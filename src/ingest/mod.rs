@@ -5,7 +5,7 @@
 //! blocking poll loop has no per-record task wake-up. For each record:
 //!
 //! ```text
-//! decode (envelope) → validate (verdict) → observe (metrics) → outcome
+//! decode (envelope) → validate (verdict) → observe (metrics) → correlate → outcome
 //!   valid / unverified / invalid but only counted → offset stored at once
 //!   invalid and quarantined → copy sent; offset stored when it is acknowledged
 //!   no verdict yet (schema being fetched) → partition paused, retried later
@@ -115,6 +115,8 @@ pub struct Ingest {
     /// Last cache counters, to turn them into counter increments.
     cache_seen: [u64; 5],
     clock: Clock,
+    /// Where each record's observation goes (the correlator, or the observations topic).
+    correlation: crate::correlate::Input,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -136,7 +138,12 @@ impl Clock {
 }
 
 impl Ingest {
-    pub fn new(config: &Config, metrics: Arc<Metrics>, health: Arc<Health>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        correlation: crate::correlate::Input,
+    ) -> anyhow::Result<Self> {
         let mut client_config = ClientConfig::new();
         for (key, value) in config.consumer_properties() {
             client_config.set(key, value);
@@ -170,6 +177,7 @@ impl Ingest {
             topic_names: HashMap::new(),
             cache_seen: [0; 5],
             clock: Clock::new(),
+            correlation,
         })
     }
 
@@ -248,7 +256,9 @@ impl Ingest {
             self.block(topic, partition, offset, BlockReason::SchemaUnavailable);
             return;
         }
-        self.observer.observe(&record, &envelope, &checked, self.clock.unix_us(started));
+        let now_us = self.clock.unix_us(started);
+        self.observer.observe(&record, &envelope, &checked, now_us);
+        self.correlation.observe(&crate::correlate::observation(&record, &envelope, &checked), now_us / 1_000);
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
             let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
@@ -398,6 +408,7 @@ impl Ingest {
     /// Copies the schema cache's counters into the metrics, once a second.
     fn update_stats(&mut self) {
         self.clock = Clock::new();
+        self.correlation.tick(self.clock.anchor_unix_us / 1_000);
         let stats = self.cache.stats();
         let now = [stats.hits, stats.misses, stats.fetch_ok, stats.fetch_not_found, stats.fetch_unavailable];
         let names = [("hit", true), ("miss", true), ("ok", false), ("not_found", false), ("unavailable", false)];
