@@ -31,9 +31,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
     let health = Arc::new(Health::default());
-    let correlator = crate::correlate::Correlator::new(&config, metrics.clone());
-    let correlation = correlator.shared();
-    let ingest = Ingest::new(&config, metrics.clone(), health.clone(), crate::correlate::Input::InProcess(correlator))?;
+    let correlation = crate::correlate::scaleout::start(&config, metrics.clone())?;
+    let ingest = Ingest::new(&config, metrics.clone(), health.clone(), correlation.input)?;
     let (listener, listen) =
         http::bind(config.http.listen).await.with_context(|| format!("failed to listen on {}", config.http.listen))?;
 
@@ -51,6 +50,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         kafka_properties = ?config.redacted_properties(),
         features = "ingest,envelope,validate,quarantine,metrics,correlate",
         flows = config.flows.len(),
+        correlate = ?config.correlate.mode,
         schemas = %config.registry.url.clone().unwrap_or_else(|| format!("folder {}", config.registry.schemas_dir.display())),
         quarantine = %config.quarantine.topic_template,
         policies = config.policies.len(),
@@ -70,8 +70,21 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         })
         .context("failed to start the ingest thread")?;
 
+    // Scale-out mode: this replica's share of the observations is correlated on its own thread.
+    let observations = match correlation.consumer {
+        Some(consumer) => {
+            let observation_stop = stop.clone();
+            let handle = std::thread::Builder::new()
+                .name("pipewarden-correlate".into())
+                .spawn(move || consumer.run(&observation_stop))
+                .context("failed to start the observation consumer thread")?;
+            Some(handle)
+        }
+        None => None,
+    };
+
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let router = http::router(AppState { metrics, health: health.clone(), correlation: Some(correlation) });
+    let router = http::router(AppState { metrics, health: health.clone(), correlation: Some(correlation.shared) });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -95,6 +108,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
     let finished = tokio::time::timeout(grace, &mut done_rx).await;
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), server).await;
+    if let Some(handle) = observations {
+        // It stops within one poll of the flag; its final commit is bounded by librdkafka's timeouts.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tokio::task::spawn_blocking(move || handle.join()))
+                .await;
+    }
     match finished {
         Ok(Ok(())) => {
             info!("shutdown complete");

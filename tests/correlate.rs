@@ -288,3 +288,152 @@ fn latencies_stalls_duplicates_topology_and_timelines_have_known_answers() {
     assert_eq!(mermaid.lines().filter(|l| l.contains("-->|")).count(), 7, "{mermaid}");
     assert_eq!(mermaid.lines().filter(|l| l.contains("-.->")).count(), 5, "{mermaid}");
 }
+
+/// Every sample of the families named by `prefixes`, keyed by series (with
+/// `le` normalised, so both text formats compare equal).
+fn series(text: &str, prefixes: &[&str]) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| prefixes.iter().any(|p| l.starts_with(p))) {
+        let Some((name, rest)) = line.split_once('{') else { continue };
+        let Some((labels, value)) = rest.split_once('}') else { continue };
+        let mut labels: Vec<String> = labels
+            .split(',')
+            .map(|l| match l.strip_prefix("le=\"").and_then(|v| v.strip_suffix('"')) {
+                Some(bound) => format!("le={}", bound.parse::<f64>().unwrap()),
+                None => l.to_string(),
+            })
+            .collect();
+        labels.sort();
+        let value: f64 = value.split_whitespace().next().unwrap().parse().unwrap();
+        *out.entry(format!("{name}{{{}}}", labels.join(","))).or_insert(0.0) += value;
+    }
+    out
+}
+
+const COMPARED: &[&str] = &[
+    "pipewarden_flow_duration_seconds_bucket",
+    "pipewarden_flow_duration_seconds_count",
+    "pipewarden_flow_traces_total",
+    "pipewarden_stalled_traces_total",
+    "pipewarden_stalled_open_traces",
+    "pipewarden_stage_duration_seconds_bucket",
+    "pipewarden_duplicate_events_total",
+    "pipewarden_out_of_order_events_total",
+];
+
+#[test]
+fn two_replicas_in_scale_out_mode_count_what_one_process_counts() {
+    let id = unique("it-scale");
+    let (input, observations) = (format!("{id}.flow"), format!("pipewarden.observations.{id}"));
+    create_topics(&[(&input, 4), (&observations, 4)]);
+    let include = format!("{id}\\..*");
+
+    // One process, in-process correlation, its own group.
+    let single_group = unique("it-scale-single");
+    let mut options = DaemonOptions::new(&include, &single_group);
+    options.extra = FLOWS;
+    options.governance = GOVERNANCE;
+    let mut single = Daemon::start(options);
+    // Two replicas of one group, correlating through the observations topic.
+    let replica_group = unique("it-scale-replicas");
+    let scale_out = format!(
+        "{FLOWS}\n[correlate]\nmode = \"kafka\"\n[correlate.kafka]\ntopic = \"{observations}\"\npartitions = 4\n"
+    );
+    let start_replica = || {
+        let mut options = DaemonOptions::new(&include, &replica_group);
+        options.extra = &scale_out;
+        options.governance = GOVERNANCE;
+        Daemon::start(options)
+    };
+    let (mut first, mut second) = (start_replica(), start_replica());
+    single.wait_ready();
+    first.wait_ready();
+    second.wait_ready();
+    // Both replicas must own input partitions before any record is written.
+    first.wait_for("the input partitions to be shared", WAIT, |d| {
+        let (mine, theirs) =
+            (d.metric("pipewarden_assigned_partitions"), second.metric("pipewarden_assigned_partitions"));
+        mine >= 1.0 && theirs >= 1.0 && mine + theirs == 4.0
+    });
+    // The observation consumers rebalance alongside; let them settle.
+    std::thread::sleep(Duration::from_secs(5));
+
+    // 40 traces, each within one partition: i % 5 == 0 stalls, == 1 fails
+    // after 10 s, the rest succeed after 1 … 7 s. A heartbeat per partition
+    // moves every partition's event time to 300 s.
+    let base = (OffsetDateTime::now_utc().unix_timestamp() - 3_600) * 1_000;
+    let producer = producer();
+    let mut records = 0;
+    let send = |partition: i32, trace: &str, id: &str, event_type: &str, who: &str, at: i64| {
+        let value = event(Some(trace), id, event_type, who, base + at);
+        producer.send_at(&input, partition, &value, base + at + SKEW_MS);
+    };
+    let (mut success, mut failure, mut stalled) = (0.0, 0.0, 0.0);
+    for i in 0..40i64 {
+        let (partition, trace, start) = ((i % 4) as i32, format!("scale-{i}"), i * 1_000);
+        send(partition, &trace, &format!("{i}-1"), "ticket.created", "intake", start);
+        send(partition, &trace, &format!("{i}-2"), "ticket.classified", "classifier", start + 500);
+        records += 2;
+        match i % 5 {
+            0 => stalled += 1.0,
+            1 => {
+                send(partition, &trace, &format!("{i}-3"), "answer.rejected", "qa", start + 10_000);
+                failure += 1.0;
+                records += 1;
+            }
+            _ => {
+                send(partition, &trace, &format!("{i}-3"), "answer.sent", "delivery", start + (i % 7 + 1) * 1_000);
+                success += 1.0;
+                records += 1;
+            }
+        }
+    }
+    for partition in 0..4 {
+        send(partition, &format!("heartbeat-{partition}"), &format!("hb-{partition}"), "heartbeat", "clock", 300_000);
+        records += 1;
+    }
+    producer.flush();
+
+    let traces = |d: &Daemon, outcome: &str| {
+        d.metric(&format!("pipewarden_flow_traces_total{{flow=\"triage\",outcome=\"{outcome}\"}}"))
+    };
+    let settled = |d: &Daemon| traces(d, "timed_out");
+    single.wait_for("one process to settle", WAIT, |d| settled(d) >= stalled);
+    first.wait_for("the replicas to settle", WAIT, |d| settled(d) + settled(&second) >= stalled);
+    // Two more sweeps, then nothing may change.
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    let one = single.scrape().expect("scrape");
+    let (a, b) = (first.scrape().expect("scrape"), second.scrape().expect("scrape"));
+    let consumed = |text: &str| sample(text, "pipewarden_observations_total{result=\"consumed\"}");
+    assert_eq!(consumed(&a) + consumed(&b), records as f64, "every observation correlated once\n{a}\n{b}");
+    assert_eq!(sample(&a, "pipewarden_observations_total{result=\"dropped\"}"), 0.0);
+    assert_eq!(sample(&b, "pipewarden_observations_total{result=\"dropped\"}"), 0.0);
+    assert!(consumed(&a) > 0.0 && consumed(&b) > 0.0, "both replicas correlate a share");
+    let outcome = |text: &str, outcome: &str| {
+        sample(text, &format!("pipewarden_flow_traces_total{{flow=\"triage\",outcome=\"{outcome}\"}}"))
+    };
+    assert_eq!(
+        (outcome(&one, "success"), outcome(&one, "failure"), outcome(&one, "timed_out")),
+        (success, failure, stalled),
+        "{one}"
+    );
+
+    let expected = series(&one, COMPARED);
+    let mut combined = series(&a, COMPARED);
+    for (key, value) in series(&b, COMPARED) {
+        *combined.entry(key).or_insert(0.0) += value;
+    }
+    combined.retain(|_, v| *v != 0.0);
+    let expected: std::collections::BTreeMap<String, f64> = expected.into_iter().filter(|(_, v)| *v != 0.0).collect();
+    assert!(expected.len() > 40, "{expected:#?}");
+    assert_eq!(combined, expected, "two replicas differ from one process");
+    eprintln!(
+        "scale-out: one process success={} failure={} timed_out={}; replicas {}+{} observations",
+        outcome(&one, "success"),
+        outcome(&one, "failure"),
+        outcome(&one, "timed_out"),
+        consumed(&a),
+        consumed(&b)
+    );
+}

@@ -29,6 +29,7 @@ pub mod clock;
 mod handles;
 pub mod names;
 pub mod observation;
+pub mod scaleout;
 pub mod table;
 pub mod topology;
 pub mod trace;
@@ -51,8 +52,11 @@ use trace::{event_id_hash, trace_key, Event, Roles, Step, Trace, NO_FLOW};
 
 /// Where the ingest thread sends each record's observation.
 pub enum Input {
-    /// Correlated on the ingest thread (one replica; the default).
-    InProcess(Correlator),
+    /// Correlated on the ingest thread (one replica; the default). Boxed:
+    /// the correlator is large and the enum lives in the ingest struct.
+    InProcess(Box<Correlator>),
+    /// Produced to the observations topic, keyed by trace ID (scale-out mode).
+    Kafka(scaleout::ObservationProducer),
 }
 
 impl Input {
@@ -60,6 +64,7 @@ impl Input {
     pub fn observe(&mut self, observation: &Observation<'_>, wall_ms: i64) {
         match self {
             Input::InProcess(correlator) => correlator.observe(observation, wall_ms),
+            Input::Kafka(producer) => producer.send(observation, wall_ms),
         }
     }
 
@@ -67,6 +72,7 @@ impl Input {
     pub fn tick(&mut self, wall_ms: i64) {
         match self {
             Input::InProcess(correlator) => correlator.sweep(wall_ms),
+            Input::Kafka(producer) => producer.broadcast_watermarks(wall_ms),
         }
     }
 }
@@ -299,6 +305,13 @@ impl Correlator {
         }
     }
 
+    /// Notes that input `topic`/`partition` has reached event time
+    /// `event_ms` (a watermark from the replica that reads it, scale-out mode).
+    pub fn advance(&mut self, topic: &str, partition: i32, event_ms: i64, wall_ms: i64) {
+        let topic = self.intern(Some(topic));
+        self.clock.observe(topic, partition, event_ms, wall_ms);
+    }
+
     /// Once a second: marks stalled traces, forgets expired ones, enforces
     /// the cap, and updates the table's gauges.
     pub fn sweep(&mut self, wall_ms: i64) {
@@ -385,6 +398,11 @@ fn previous_event<'n>(
         producer: name(step.producer),
         time_ms: base_ms + i64::from(step.at_ms),
     }
+}
+
+/// The wall clock in ms since the epoch.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The roles of an event type in the configured flows.
