@@ -277,18 +277,24 @@ mod tests {
         let flow = &config.flows[0];
         assert_eq!(flow.terminal, vec![("b".to_string(), Outcome::Success), ("c".to_string(), Outcome::Failure)]);
         assert_eq!(flow.sla.as_millis(), 1500);
+        let problems = Config::from_toml("[correlate]\nmode = \"telepathy\"\n", &no_env).unwrap_err().0;
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "correlate.mode");
+        let empty = Config::from_toml("[correlate.kafka]\ntopic = \" \"\n", &no_env).unwrap_err().0;
+        assert_eq!(empty[0].path, "correlate.kafka.topic");
+        assert_eq!(empty[0].kind, ProblemKind::Empty);
     }
 
     #[test]
     fn every_problem_is_reported_with_its_path() {
         let text = r#"
             [correlate]
-            mode = "telepathy"
+            mode = "kafka"
             max_traces = 0
             max_timeline_events = 300
             shards = 0
             [correlate.kafka]
-            topic = " "
+            topic = "observations"
             partitions = 0
             [[flows]]
             name = "f"
@@ -311,7 +317,6 @@ mod tests {
             ("correlate.kafka.topic", false),
             ("correlate.max_timeline_events", false),
             ("correlate.max_traces", true),
-            ("correlate.mode", false),
             ("correlate.shards", true),
             ("flows.1.colour", false),
             ("flows[0].failure[0]", false),

@@ -624,6 +624,19 @@ impl RawConfig {
         let policies = governance::validate_policies(self.policies, &mut problems);
         let correlate = correlate::validate_correlate(self.correlate, &mut problems);
         let flows = correlate::validate_flows(self.flows, &mut problems);
+        // The observations topic must never be watched: pipewarden would
+        // observe its own observations.
+        if correlate.mode == CorrelateMode::Kafka
+            && !(self.topics.exclude_internal && correlate.kafka.topic.starts_with(&self.topics.internal_prefix))
+        {
+            problems.push(ConfigProblem {
+                path: "correlate.kafka.topic".into(),
+                kind: ProblemKind::InvalidValue(format!(
+                    "must start with topics.internal_prefix ({:?}) with topics.exclude_internal = true, so it is never watched",
+                    self.topics.internal_prefix
+                )),
+            });
+        }
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));

@@ -251,3 +251,32 @@ fn the_event_sink_sees_each_event_with_its_predecessor() {
         "duplicates are not exported twice"
     );
 }
+
+#[test]
+fn the_demo_topology_in_the_docs_is_what_pipewarden_draws() {
+    use crate::simulate::topology::Agent::{self, *};
+    let (mut correlator, _) = correlator(CONFIG);
+    let wall = T0 + 1_000_000;
+    // Every path through each simulated flow: each agent consumes its input
+    // and emits one of its outputs (topics are named after event types).
+    let mut trace = 0;
+    let mut walk = |path: &[(Agent, usize)]| {
+        trace += 1;
+        let trace_id = format!("demo-{trace}");
+        for (step, (agent, output)) in path.iter().enumerate() {
+            let event_type = agent.outputs()[*output].as_str();
+            let event_id = format!("{trace}-{step}");
+            let mut observation = event(&trace_id, &event_id, event_type, agent.name(), step as i64 * 100);
+            observation.topic = event_type;
+            correlator.observe(&observation, wall);
+        }
+    };
+    walk(&[(Intake, 0), (Classifier, 0), (Knowledge, 0), (Qa, 0), (Delivery, 0)]);
+    walk(&[(Intake, 0), (Classifier, 0), (Knowledge, 0), (Qa, 1)]);
+    walk(&[(DocExtractor, 0), (DocValidator, 0), (EntityResolver, 0)]);
+    walk(&[(DocExtractor, 0), (DocValidator, 1)]);
+    let shared = correlator.shared();
+    let mermaid = shared.topology.snapshot(&shared.names).mermaid();
+    let docs = include_str!("../../docs/correlation.md");
+    assert!(docs.contains(&format!("```mermaid\n{mermaid}```")), "docs/correlation.md should show:\n{mermaid}");
+}
