@@ -117,7 +117,7 @@ pub fn trace_view(shared: &Shared, trace_id: &str) -> Option<TraceView> {
         })
         .collect();
     Some(TraceView {
-        trace_id: trace_id_text(&key, trace.text_id.as_deref()),
+        trace_id: trace_id_text(&key, shard.text(&key)),
         flow: flow_name(shared, trace.flow),
         state: trace.state().as_str().to_string(),
         first_event_ms: trace.first_time_ms(),
@@ -149,7 +149,9 @@ pub fn list(shared: &Shared, state: TraceState, limit: usize) -> TraceList {
             picked.truncate(limit);
         }
         let stage = |t: &Trace| if state == TraceState::Stalled { t.stall_stage } else { t.last_stage };
-        found.extend(picked.into_iter().map(|(first, key, t)| (first, key, t.text_id.clone(), t.flow, stage(t))));
+        found.extend(
+            picked.into_iter().map(|(first, key, t)| (first, key, shard.text(&key).map(Box::from), t.flow, stage(t))),
+        );
     }
     found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     found.truncate(limit);

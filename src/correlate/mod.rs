@@ -265,9 +265,9 @@ impl Correlator {
             if let Some(trace) = shard.get_mut(&key) {
                 trace.apply(&event, roles, self.max_steps)
             } else {
-                let text = (!w3c).then(|| Box::from(trace_id));
+                let text = (!w3c).then_some(trace_id);
                 let limit = self.shared.table.shard_limit();
-                match shard.insert(key, Trace::new(text, time_ms), limit) {
+                match shard.insert(key, Trace::new(time_ms), text, limit) {
                     Some(trace) => trace.apply(&event, roles, self.max_steps),
                     None => {
                         drop(shard);

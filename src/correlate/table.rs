@@ -14,8 +14,8 @@
 //! rounds), a 16-shard `Mutex<HashMap>` took 43.5 ns per update and dashmap
 //! 6 (16 shards) 46.6 ns: the same within noise. The std version needs no
 //! new dependency and lets each shard keep its traces in a dense slab next
-//! to a small index (24 bytes per slot), which is what keeps a trace near 200
-//! bytes (see `pipewarden-bench trace-memory`).
+//! to a small index (24 bytes per slot), which is what keeps an open trace
+//! at 150-230 bytes (see `pipewarden-trace-memory` and docs/correlation.md).
 //!
 //! Bounds: at most `correlate.max_traces` traces (split evenly over the
 //! shards); a new trace that finds its shard full is not tracked (counted).
@@ -60,6 +60,8 @@ pub struct Shard {
     slots: Vec<Trace>,
     /// Vacant slots, reused before the slab grows.
     free: Vec<u32>,
+    /// The text of trace IDs that are not W3C trace IDs (those are their key).
+    texts: std::collections::HashMap<TraceKey, Box<str>, ahash::RandomState>,
 }
 
 impl Shard {
@@ -79,10 +81,19 @@ impl Shard {
         self.index.get(key).map(|slot| &mut self.slots[*slot as usize])
     }
 
-    /// Inserts a new trace; `None` when the shard holds `limit` traces.
-    pub fn insert(&mut self, key: TraceKey, trace: Trace, limit: usize) -> Option<&mut Trace> {
+    /// The text of a trace ID that is not a W3C trace ID.
+    pub fn text(&self, key: &TraceKey) -> Option<&str> {
+        self.texts.get(key).map(|t| &**t)
+    }
+
+    /// Inserts a new trace (with its ID's text unless it is a W3C ID);
+    /// `None` when the shard holds `limit` traces.
+    pub fn insert(&mut self, key: TraceKey, trace: Trace, text: Option<&str>, limit: usize) -> Option<&mut Trace> {
         if self.index.len() >= limit {
             return None;
+        }
+        if let Some(text) = text {
+            self.texts.insert(key, text.into());
         }
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -114,10 +125,13 @@ impl Shard {
     /// Removes the traces for which `evict` returns true; returns how many went.
     pub fn evict(&mut self, mut evict: impl FnMut(&Trace) -> bool) -> usize {
         let before = self.index.len();
-        let (slots, free) = (&mut self.slots, &mut self.free);
-        self.index.retain(|_, slot| {
+        let (slots, free, texts) = (&mut self.slots, &mut self.free, &mut self.texts);
+        self.index.retain(|key, slot| {
             let trace = &mut slots[*slot as usize];
             if evict(trace) {
+                if !texts.is_empty() {
+                    texts.remove(key);
+                }
                 // Drop the timeline now; the slot is reused by a later trace.
                 *trace = Trace::default();
                 free.push(*slot);
@@ -133,7 +147,9 @@ impl Shard {
     pub fn bytes(&self) -> usize {
         let index = self.index.capacity() * (std::mem::size_of::<(TraceKey, u32)>() + 1);
         let slab = self.slots.capacity() * std::mem::size_of::<Trace>() + self.free.capacity() * 4;
-        index + slab + self.iter().map(|(_, t)| t.heap_bytes()).sum::<usize>()
+        let texts = self.texts.capacity() * (std::mem::size_of::<(TraceKey, Box<str>)>() + 1)
+            + self.texts.values().map(|t| t.len()).sum::<usize>();
+        index + slab + texts + self.iter().map(|(_, t)| t.heap_bytes()).sum::<usize>()
     }
 }
 
@@ -190,12 +206,16 @@ mod tests {
     fn slots_are_reused_and_shards_are_bounded() {
         let mut shard = Shard::default();
         for n in 0..3u64 {
-            assert!(shard.insert([n, n], Trace::new(None, n as i64), 3).is_some());
+            assert!(shard.insert([n, n], Trace::new(n as i64), Some(&format!("id-{n}")), 3).is_some());
         }
-        assert!(shard.insert([9, 9], Trace::new(None, 9), 3).is_none(), "full");
+        assert!(shard.insert([9, 9], Trace::new(9), None, 3).is_none(), "full");
+        assert_eq!(shard.text(&[1, 1]), Some("id-1"));
         assert_eq!(shard.evict(|t| t.base_ms == 1), 1);
         assert!(shard.get(&[1, 1]).is_none());
-        assert!(shard.insert([4, 4], Trace::new(None, 4), 3).is_some());
+        assert_eq!(shard.text(&[1, 1]), None, "the text goes with its trace");
+        assert!(shard.insert([4, 4], Trace::new(4), None, 3).is_some());
+        assert_eq!(shard.text(&[4, 4]), None);
+        assert_eq!(shard.text(&[2, 2]), Some("id-2"));
         assert_eq!(shard.slots.len(), 3, "the vacant slot was reused");
         assert_eq!(shard.get(&[4, 4]).unwrap().base_ms, 4);
         assert_eq!(shard.get(&[2, 2]).unwrap().base_ms, 2);
@@ -211,7 +231,7 @@ mod tests {
             let key = [n.wrapping_mul(0x2545_f491_4f6c_dd1d), n];
             let mut shard = table.shard_for(&key);
             let limit = table.shard_limit();
-            inserted += usize::from(shard.insert(key, Trace::new(None, 0), limit).is_some());
+            inserted += usize::from(shard.insert(key, Trace::new(0), None, limit).is_some());
         }
         assert_eq!(inserted, 12);
         assert_eq!(table.len(), 12);

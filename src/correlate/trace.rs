@@ -5,7 +5,8 @@
 //! [`Step`]s (one per event, 36 bytes each) that serves the trace lookup
 //! API, duplicate detection and the predecessor of each new event. Times
 //! are milliseconds relative to the trace's first observed event, as `i32`
-//! (±24 days), so a trace costs 80 bytes plus its steps.
+//! (±24 days). A trace costs 96 bytes with its first step inline; further
+//! steps live in a small heap block.
 //!
 //! [`Trace::apply`] is pure: an event in, an [`Applied`] summary out (was it
 //! a duplicate, out of order, which stage edge it closed, did it finish the
@@ -74,7 +75,7 @@ pub fn event_id_hash(event_id: &str) -> u32 {
 }
 
 /// One event of a trace's timeline (36 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Step {
     /// Kafka offset as two halves, so the step needs 4-byte alignment only.
     offset: [u32; 2],
@@ -182,12 +183,16 @@ impl TraceState {
     }
 }
 
-/// Per-trace state (80 bytes plus the timeline's heap block).
+/// Per-trace state (96 bytes plus, past one event, the timeline's heap block).
+/// The text of a non-W3C trace ID is kept by the table, not here, so the
+/// common W3C case does not pay for it.
 #[derive(Debug, Default)]
 pub struct Trace {
-    /// The ID's text when it is not a W3C trace ID (those are the key itself).
-    pub text_id: Option<Box<str>>,
-    pub steps: Vec<Step>,
+    /// The first event's step, inline: most open traces have few events,
+    /// and one event then costs no heap block at all.
+    first: Step,
+    /// Steps after the first, up to the timeline bound.
+    more: Vec<Step>,
     /// Event time of the first observed event, ms since the epoch.
     pub base_ms: i64,
     /// Earliest event time, relative to `base_ms`.
@@ -208,8 +213,17 @@ pub struct Trace {
 }
 
 impl Trace {
-    pub fn new(text_id: Option<Box<str>>, time_ms: i64) -> Self {
-        Trace { text_id, base_ms: time_ms, flow: NO_FLOW, ..Trace::default() }
+    pub fn new(time_ms: i64) -> Self {
+        Trace { base_ms: time_ms, flow: NO_FLOW, ..Trace::default() }
+    }
+
+    /// The timeline's steps in arrival order.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> + '_ {
+        (self.events > 0).then_some(&self.first).into_iter().chain(self.more.iter())
+    }
+
+    fn stored_steps(&self) -> usize {
+        usize::from(self.events > 0) + self.more.len()
     }
 
     fn relative(&self, time_ms: i64) -> i32 {
@@ -248,7 +262,7 @@ impl Trace {
 
     /// Timeline steps in event-time order (arrival order among equal times).
     pub fn timeline(&self) -> Vec<Step> {
-        let mut steps = self.steps.clone();
+        let mut steps: Vec<Step> = self.steps().copied().collect();
         steps.sort_by_key(|s| s.at_ms);
         steps
     }
@@ -256,14 +270,14 @@ impl Trace {
     /// Applies one event; `max_steps` bounds the timeline.
     pub fn apply(&mut self, event: &Event, roles: &Roles, max_steps: usize) -> Applied {
         let mut applied = Applied::default();
-        if event.event_id_hash != 0 && self.steps.iter().any(|s| s.event_id_hash() == event.event_id_hash) {
+        if event.event_id_hash != 0 && self.steps().any(|s| s.event_id_hash() == event.event_id_hash) {
             applied.duplicate = true;
             return applied;
         }
         let at = self.relative(event.time_ms);
         let first_event = self.events == 0;
         // The step just before this event in event time (ties: the later arrival).
-        applied.previous = self.steps.iter().rev().filter(|s| s.at_ms <= at).max_by_key(|s| s.at_ms).copied();
+        applied.previous = self.steps().filter(|s| s.at_ms <= at).max_by_key(|s| s.at_ms).copied();
         if !first_event {
             applied.out_of_order = at < self.last_ms;
             applied.edge = if !applied.out_of_order {
@@ -271,17 +285,18 @@ impl Trace {
             } else if let Some(previous) = applied.previous {
                 Some((previous.event_type, event.event_type, i64::from(at - previous.at_ms)))
             } else {
-                let next = self.steps.iter().filter(|s| s.at_ms > at).min_by_key(|s| s.at_ms);
+                let next = self.steps().filter(|s| s.at_ms > at).min_by_key(|s| s.at_ms);
                 next.map(|next| (event.event_type, next.event_type, i64::from(next.at_ms - at)))
             };
         }
 
-        if self.steps.len() < max_steps {
-            if self.steps.len() == self.steps.capacity() {
-                // Grow by doubling from 2, never past the bound: a typical
-                // trace of a few events reallocates twice in its life.
-                let grow = self.steps.capacity().max(2).min(max_steps - self.steps.len());
-                self.steps.reserve_exact(grow);
+        let stored = self.stored_steps();
+        if stored < max_steps {
+            if stored > 0 && self.more.len() == self.more.capacity() {
+                // Grow by doubling from 1, never past the bound: a trace of
+                // five events allocates three times in its life.
+                let grow = self.more.capacity().max(1).min(max_steps - stored);
+                self.more.reserve_exact(grow);
             }
             let record_delta_ms = match (event.created_at_ms, event.record_timestamp_ms) {
                 (None, _) => NO_CREATED_AT,
@@ -291,7 +306,7 @@ impl Trace {
                 }
             };
             let offset = event.offset as u64;
-            self.steps.push(Step {
+            let step = Step {
                 offset: [(offset >> 32) as u32, offset as u32],
                 at_ms: at,
                 record_delta_ms,
@@ -302,7 +317,12 @@ impl Trace {
                 topic: event.topic,
                 producer: event.producer,
                 partition: event.partition.clamp(0, u16::MAX as i32) as u16,
-            });
+            };
+            if stored == 0 {
+                self.first = step;
+            } else {
+                self.more.push(step);
+            }
         }
 
         self.events = self.events.saturating_add(1);
@@ -368,7 +388,7 @@ impl Trace {
 
     /// Heap bytes held by the trace, for the table's size estimate.
     pub fn heap_bytes(&self) -> usize {
-        self.steps.capacity() * std::mem::size_of::<Step>() + self.text_id.as_ref().map_or(0, |t| t.len())
+        self.more.capacity() * std::mem::size_of::<Step>()
     }
 }
 
@@ -400,7 +420,7 @@ mod tests {
     #[test]
     fn layout_stays_compact() {
         assert_eq!(std::mem::size_of::<Step>(), 36);
-        assert_eq!(std::mem::size_of::<Trace>(), 80);
+        assert_eq!(std::mem::size_of::<Trace>(), 96);
     }
 
     #[test]
@@ -418,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_flow_completes_with_its_end_to_end_latency_and_stage_edges() {
-        let mut trace = Trace::new(None, 1_000);
+        let mut trace = Trace::new(1_000);
         let start = roles(Some(0), &[]);
         let middle = roles(None, &[]);
         let end = roles(None, &[(0, Outcome::Success)]);
@@ -433,7 +453,7 @@ mod tests {
         assert_eq!(third.completed, Some((0, Outcome::Success, 2_000)));
         assert_eq!(trace.state(), TraceState::Completed);
         assert_eq!((trace.tokens, trace.cost_micro_usd, trace.events), (30, 9, 3));
-        let step = trace.steps[2];
+        let step = *trace.steps().nth(2).unwrap();
         assert_eq!(step.offset(), 5_000_000_000);
         assert_eq!(step.times_ms(trace.base_ms), (Some(3_000), Some(3_005)));
         // A later event does not complete it twice.
@@ -442,7 +462,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_ignored_and_out_of_order_events_join_their_predecessor() {
-        let mut trace = Trace::new(None, 0);
+        let mut trace = Trace::new(0);
         let none = roles(None, &[]);
         trace.apply(&event(0, 1, "a"), &none, 32);
         trace.apply(&event(500, 3, "c"), &none, 32);
@@ -464,19 +484,19 @@ mod tests {
 
     #[test]
     fn the_timeline_is_bounded_but_counts_go_on() {
-        let mut trace = Trace::new(None, 0);
+        let mut trace = Trace::new(0);
         for n in 0..10 {
             trace.apply(&event(n * 10, 1, &format!("e{n}")), &Roles::default(), 4);
         }
-        assert_eq!(trace.steps.len(), 4);
-        assert!(trace.steps.capacity() <= 4);
+        assert_eq!(trace.steps().count(), 4);
+        assert_eq!(trace.more.capacity(), 3, "1 inline, then 1, 2: capped at the bound");
         assert_eq!(trace.events, 10);
         assert_eq!(trace.last_ms, 90);
     }
 
     #[test]
     fn failure_terminals_and_out_of_order_completion() {
-        let mut trace = Trace::new(None, 10_000);
+        let mut trace = Trace::new(10_000);
         // The failure terminal arrives before the start (read from another partition).
         let end = roles(None, &[(1, Outcome::Failure)]);
         assert_eq!(trace.apply(&event(10_000, 5, "end"), &end, 32).completed, None);
@@ -490,7 +510,7 @@ mod tests {
 
     #[test]
     fn a_trace_stalls_once_when_its_sla_passes_without_a_terminal() {
-        let mut trace = Trace::new(None, 0);
+        let mut trace = Trace::new(0);
         trace.apply(&event(0, 1, "a"), &roles(Some(0), &[]), 32);
         trace.apply(&event(100, 2, "b"), &Roles::default(), 32);
         assert!(!trace.check_stall(1_000, 1_000), "exactly at the SLA is not yet stalled");
@@ -501,7 +521,7 @@ mod tests {
         assert_eq!(applied.completed, Some((0, Outcome::Success, 6_000)));
         assert_eq!(applied.was_stalled, Some((0, 2)));
         // A trace with no flow never stalls.
-        let mut loose = Trace::new(None, 0);
+        let mut loose = Trace::new(0);
         loose.apply(&event(0, 1, "a"), &Roles::default(), 32);
         assert!(!loose.check_stall(i64::MAX / 2, 1));
     }
