@@ -33,9 +33,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(config.metrics.max_label_values));
     let health = Arc::new(Health::default());
+    // Shared by the cost stage (topic budgets) and the correlator (flow budgets).
+    let budgets = Arc::new(crate::cost::Budgets::new(&config, metrics.clone())?);
+    let correlation = crate::correlate::scaleout::start(&config, metrics.clone(), budgets.clone())?;
     let lag_shared = Arc::new(LagShared::default());
     let time_index = Arc::new(TimeIndex::new(config.lag.index_points_per_partition));
-    let mut ingest = Ingest::new(&config, metrics.clone(), health.clone())?;
+    let mut ingest = Ingest::new(&config, metrics.clone(), health.clone(), correlation.input, budgets)?;
     let lag_monitor = if config.lag.enabled {
         ingest = ingest.with_time_index(time_index.clone());
         let monitor = LagMonitor::new(&config, time_index, lag_shared.clone(), metrics.clone())
@@ -60,12 +63,14 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         listen = %listen,
         kafka_properties = ?config.redacted_properties(),
         features = if config.lag.enabled {
-            "ingest,envelope,validate,quarantine,metrics,cost,dlq,lag"
+            "ingest,envelope,validate,quarantine,metrics,cost,dlq,correlate,lag"
         } else {
-            "ingest,envelope,validate,quarantine,metrics,cost,dlq"
+            "ingest,envelope,validate,quarantine,metrics,cost,dlq,correlate"
         },
         prices = config.cost.prices.len() + config.cost.imported_prices.len(),
         budgets = config.cost.budgets.len(),
+        flows = config.flows.len(),
+        correlate = ?config.correlate.mode,
         schemas = %config.registry.url.clone().unwrap_or_else(|| format!("folder {}", config.registry.schemas_dir.display())),
         quarantine = %config.quarantine.topic_template,
         policies = config.policies.len(),
@@ -99,9 +104,26 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         }
         None => None,
     };
+    // Scale-out mode: this replica's share of the observations is correlated on its own thread.
+    let observations = match correlation.consumer {
+        Some(consumer) => {
+            let observation_stop = stop.clone();
+            let handle = std::thread::Builder::new()
+                .name("pipewarden-correlate".into())
+                .spawn(move || consumer.run(&observation_stop))
+                .context("failed to start the observation consumer thread")?;
+            Some(handle)
+        }
+        None => None,
+    };
 
     let (http_stop_tx, http_stop_rx) = oneshot::channel::<()>();
-    let router = http::router(AppState { metrics, health: health.clone(), lag: lag_shared });
+    let router = http::router(AppState {
+        metrics,
+        health: health.clone(),
+        lag: lag_shared,
+        correlation: Some(correlation.shared),
+    });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -129,6 +151,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
     // (bounded by lag.request_timeout_ms); it holds nothing to flush, so it
     // is not waited for beyond the ingest shutdown.
     drop(lag_thread);
+    if let Some(handle) = observations {
+        // It stops within one poll of the flag; its final commit is bounded by librdkafka's timeouts.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), tokio::task::spawn_blocking(move || handle.join()))
+                .await;
+    }
     match finished {
         Ok(Ok(())) => {
             info!("shutdown complete");

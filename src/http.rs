@@ -1,4 +1,5 @@
-//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and the correlation
+//! API under `/api/v1/` (see `correlate::api`).
 //!
 //! `/metrics` speaks both exposition formats: OpenMetrics text when the
 //! scraper asks for it in `Accept` (Prometheus does by default; exemplars
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub lag: Arc<LagShared>,
+    /// The correlator's shared state (`/api/v1/...`); `None` in tests that do not need it.
+    pub correlation: Option<Arc<crate::correlate::Shared>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -40,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/lag", get(crate::lag::api::all_groups).with_state(state.lag.clone()))
         .route("/api/v1/lag/{group}", get(crate::lag::api::one_group).with_state(state.lag.clone()))
+        .merge(crate::correlate::api::router())
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! ingest (rdkafka consumer thread) ──► decode (wire format, envelope) ──► validate (verdict)
-//!        │                                                       ├──► observe (metrics)
+//!        │                                                       ├──► observe (metrics) ──► correlate (traces)
 //!        │                                                       └──► quarantine (copy, await ack)
 //!        └── offset stored only after the record's outcome is complete
 //! http (axum): /metrics /healthz /readyz /api/v1/lag
@@ -20,6 +20,7 @@
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
 //! - [`cost`] — LLM token usage priced per topic and model; budgets and their alerts.
 //! - [`dlq`] — dead-letter topics: records by source topic and reason, newest record age.
+//! - [`correlate`] — traces by correlation ID: flows, stages, stalled traces, topology, `/api/v1`.
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
 //! - [`lag`] — consumer group lag: admin queries, offset → timestamp index, status, API.
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
@@ -30,6 +31,7 @@
 
 pub mod app;
 pub mod config;
+pub mod correlate;
 pub mod cost;
 pub mod decode;
 pub mod dlq;

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -229,6 +230,8 @@ pub struct Metrics {
     pub lag: LagMetrics,
     /// LLM cost, budgets and dead-letter families.
     pub accounting: AccountingMetrics,
+    /// Families of the correlator (flows, stages, stalls, trace table, reliability).
+    pub correlation: CorrelationMetrics,
 }
 
 impl Metrics {
@@ -267,6 +270,7 @@ impl Metrics {
             producer_limiter: LabelLimiter::new("producer", max_label_values),
             lag: LagMetrics::new(max_label_values),
             accounting: AccountingMetrics::new(max_label_values),
+            correlation: CorrelationMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -398,6 +402,7 @@ impl Metrics {
             metrics.topic_naming_warnings.clone(),
         );
         metrics.lag.register(&mut registry);
+        metrics.correlation.register(&mut registry);
         // Pre-create the bounded error series so rate() works from the first scrape.
         for kind in [
             ConsumerErrorKind::consume,
@@ -667,8 +672,9 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+/// The flow of a completed flow's cost.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FlowLabels {
+pub struct FlowCostLabels {
     pub flow: String,
 }
 
@@ -706,7 +712,7 @@ pub struct AccountingMetrics {
     pub llm_tokens: Family<TokenLabels, Counter>,
     pub llm_cost: Family<ModelLabels, UsdCounter>,
     pub llm_unpriced_tokens: Family<ModelLabels, Counter>,
-    pub flow_cost: Family<FlowLabels, Histogram>,
+    pub flow_cost: Family<FlowCostLabels, Histogram>,
     pub budget_used: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub budget_alerts: Family<BudgetAlertLabels, Counter>,
     pub dlq_records: Family<DlqLabels, Counter>,
@@ -792,7 +798,7 @@ impl AccountingMetrics {
     /// many flows of the same name should keep the handle.
     pub fn flow_cost_handle(&self, flow: &str, overflow: &Family<LabelNameLabels, Counter>) -> Histogram {
         let flow = self.flow_limiter.admit(flow, overflow);
-        self.flow_cost.get_or_create_owned(&FlowLabels { flow })
+        self.flow_cost.get_or_create_owned(&FlowCostLabels { flow })
     }
 }
 
@@ -801,6 +807,175 @@ impl Metrics {
     /// when a flow completes; `usd` is the sum of its events' costs).
     pub fn record_flow_cost(&self, flow: &str, usd: f64) {
         self.accounting.flow_cost_handle(flow, &self.label_overflow).observe(usd);
+    }
+}
+
+/// Label of a flow's end-to-end figures: `outcome` is `success` or `failure`
+/// (and `timed_out` for the trace counter).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    pub flow: String,
+    pub outcome: &'static str,
+}
+
+/// A stalled trace's flow and the last stage (event type) it reached.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StallLabels {
+    pub flow: String,
+    pub last_stage: String,
+}
+
+/// One stage edge: the event type before and after, within a trace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EdgeLabels {
+    pub from_event_type: String,
+    pub to_event_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvictionLabels {
+    pub cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicProducerLabels {
+    pub topic: String,
+    pub producer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProducerOnlyLabels {
+    pub producer: String,
+}
+
+/// The exemplar of an end-to-end latency: the trace it came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+/// Bucket bounds (seconds) of producer clock skew (record timestamp minus
+/// created_at), negative when created_at is later than the record timestamp.
+pub const SKEW_BUCKETS: [f64; 13] = [-60.0, -5.0, -1.0, -0.1, -0.01, 0.0, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 60.0];
+
+pub type FlowHistogram = HistogramWithExemplars<TraceExemplar>;
+
+fn flow_histogram() -> FlowHistogram {
+    HistogramWithExemplars::new(AGE_BUCKETS.into_iter())
+}
+
+fn age_histogram() -> Histogram {
+    Histogram::new(AGE_BUCKETS)
+}
+
+fn skew_histogram() -> Histogram {
+    Histogram::new(SKEW_BUCKETS)
+}
+
+/// The correlator's families (see docs/correlation.md and docs/metrics.md).
+#[derive(Clone)]
+pub struct CorrelationMetrics {
+    pub flow_duration: Family<FlowLabels, FlowHistogram, fn() -> FlowHistogram>,
+    pub flow_traces: Family<FlowLabels, Counter>,
+    pub stalled_total: Family<StallLabels, Counter>,
+    pub stalled: Family<StallLabels, Gauge>,
+    pub stage_duration: Family<EdgeLabels, Histogram, fn() -> Histogram>,
+    pub open_traces: Gauge,
+    pub table_bytes: Gauge,
+    pub evictions: Family<EvictionLabels, Counter>,
+    pub duplicates: Family<TopicLabels, Counter>,
+    pub out_of_order: Family<TopicLabels, Counter>,
+    pub uncorrelated: Family<TopicProducerLabels, Counter>,
+    pub clock_skew: Family<ProducerOnlyLabels, Histogram, fn() -> Histogram>,
+    pub observations: Family<ResultLabels, Counter>,
+}
+
+impl Default for CorrelationMetrics {
+    fn default() -> Self {
+        Self {
+            flow_duration: Family::new_with_constructor(flow_histogram),
+            flow_traces: Family::default(),
+            stalled_total: Family::default(),
+            stalled: Family::default(),
+            stage_duration: Family::new_with_constructor(age_histogram),
+            open_traces: Gauge::default(),
+            table_bytes: Gauge::default(),
+            evictions: Family::default(),
+            duplicates: Family::default(),
+            out_of_order: Family::default(),
+            uncorrelated: Family::default(),
+            clock_skew: Family::new_with_constructor(skew_histogram),
+            observations: Family::default(),
+        }
+    }
+}
+
+impl CorrelationMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "flow_duration_seconds",
+            "End-to-end latency of finished traces by flow and outcome: terminal event time minus first event time",
+            self.flow_duration.clone(),
+        );
+        registry.register(
+            "flow_traces",
+            "Traces by flow and outcome: success, failure (terminal event seen), timed_out (SLA passed first)",
+            self.flow_traces.clone(),
+        );
+        registry.register(
+            "stalled_traces",
+            "Traces counted as stalled (SLA passed without a terminal event), by flow and last stage reached",
+            self.stalled_total.clone(),
+        );
+        registry.register(
+            "stalled_open_traces",
+            "Traces stalled now (not finished, still in the table), by flow and last stage reached",
+            self.stalled.clone(),
+        );
+        registry.register(
+            "stage_duration_seconds",
+            "Event-time latency between consecutive events of a trace, by event type before and after",
+            self.stage_duration.clone(),
+        );
+        registry.register("trace_table_traces", "Traces held in the trace table", self.open_traces.clone());
+        registry.register(
+            "trace_table_bytes",
+            "Estimated memory held by the trace table (index, slots and timelines)",
+            self.table_bytes.clone(),
+        );
+        registry.register(
+            "trace_evictions",
+            "Traces that left the trace table, by cause (ttl_finished, ttl_open, capacity, rejected)",
+            self.evictions.clone(),
+        );
+        registry.register(
+            "duplicate_events",
+            "Events whose event_id was already seen in the same trace (redeliveries), by topic",
+            self.duplicates.clone(),
+        );
+        registry.register(
+            "out_of_order_events",
+            "Events older (in event time) than an event of the same trace observed before them, by topic",
+            self.out_of_order.clone(),
+        );
+        registry.register(
+            "uncorrelated_events",
+            "Events without a correlation ID (broken propagation), by topic and producer",
+            self.uncorrelated.clone(),
+        );
+        registry.register(
+            "clock_skew_seconds",
+            "Kafka record timestamp minus created_at, by producer",
+            self.clock_skew.clone(),
+        );
+        registry.register(
+            "observations",
+            "Observations in scale-out mode by result (produced, dropped, consumed, undecodable)",
+            self.observations.clone(),
+        );
+        for cause in ["ttl_finished", "ttl_open", "capacity", "rejected"] {
+            let _ = self.evictions.get_or_create(&EvictionLabels { cause });
+        }
     }
 }
 
@@ -914,11 +1089,25 @@ mod tests {
             .inc();
         accounting.dlq_newest_age.get_or_create(&dlq()).set(1.0);
         accounting.dlq_newest_timestamp.get_or_create(&dlq()).set(1.0);
+        let correlation = &metrics.correlation;
+        let flow = FlowLabels { flow: "f".into(), outcome: "success" };
+        correlation.flow_duration.get_or_create(&flow).observe(1.0, None, None);
+        correlation.flow_traces.get_or_create(&flow).inc();
+        let stall = StallLabels { flow: "f".into(), last_stage: "s".into() };
+        correlation.stalled_total.get_or_create(&stall).inc();
+        correlation.stalled.get_or_create(&stall).inc();
+        let edge = EdgeLabels { from_event_type: "a".into(), to_event_type: "b".into() };
+        correlation.stage_duration.get_or_create(&edge).observe(1.0);
+        correlation.duplicates.get_or_create(&topic()).inc();
+        correlation.out_of_order.get_or_create(&topic()).inc();
+        correlation.uncorrelated.get_or_create(&TopicProducerLabels { topic: "t".into(), producer: "p".into() }).inc();
+        correlation.clock_skew.get_or_create(&ProducerOnlyLabels { producer: "p".into() }).observe(0.0);
+        correlation.observations.get_or_create(&ResultLabels { result: "produced" }).inc();
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         let names: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
-        assert!(names.len() >= 45, "{names:?}");
+        assert!(names.len() >= 58, "{names:?}");
         for name in names {
             assert!(docs.contains(&format!("`{name}`")), "{name} is not documented in docs/metrics.md");
         }

@@ -24,11 +24,13 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+pub mod correlate;
 pub mod cost;
 pub mod dlq;
 pub mod governance;
 pub mod lag;
 
+pub use correlate::{CorrelateConfig, CorrelateKafkaConfig, CorrelateMode, Flow, Outcome};
 pub use cost::{BudgetConfig, BudgetScope, CostConfig, Price, PriceRule, UsageSource};
 pub use dlq::DlqConfig;
 pub use governance::{
@@ -162,6 +164,8 @@ pub struct RawConfig {
     pub cost: cost::RawCost,
     pub budgets: Vec<cost::RawBudget>,
     pub dlq: dlq::RawDlq,
+    pub correlate: correlate::RawCorrelate,
+    pub flows: Vec<correlate::RawFlow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +312,9 @@ pub struct Config {
     pub lag: LagConfig,
     pub cost: CostConfig,
     pub dlq: DlqConfig,
+    pub correlate: CorrelateConfig,
+    /// End-to-end flows measured by the correlator.
+    pub flows: Vec<Flow>,
 }
 
 #[derive(Debug, Clone)]
@@ -634,6 +641,21 @@ impl RawConfig {
         let lag = lag::validate_lag(self.lag, &mut problems);
         let cost = cost::validate_cost(self.cost, self.budgets, &mut problems);
         let dlq = dlq::validate_dlq(self.dlq, &mut problems);
+        let correlate = correlate::validate_correlate(self.correlate, &mut problems);
+        let flows = correlate::validate_flows(self.flows, &mut problems);
+        // The observations topic must never be watched: pipewarden would
+        // observe its own observations.
+        if correlate.mode == CorrelateMode::Kafka
+            && !(self.topics.exclude_internal && correlate.kafka.topic.starts_with(&self.topics.internal_prefix))
+        {
+            problems.push(ConfigProblem {
+                path: "correlate.kafka.topic".into(),
+                kind: ProblemKind::InvalidValue(format!(
+                    "must start with topics.internal_prefix ({:?}) with topics.exclude_internal = true, so it is never watched",
+                    self.topics.internal_prefix
+                )),
+            });
+        }
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -643,6 +665,8 @@ impl RawConfig {
             policies,
             cost,
             dlq,
+            correlate,
+            flows,
             kafka: KafkaConfig {
                 bootstrap_servers,
                 group_id: self.kafka.group_id,

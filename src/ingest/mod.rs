@@ -5,7 +5,7 @@
 //! blocking poll loop has no per-record task wake-up. For each record:
 //!
 //! ```text
-//! decode (envelope) → validate (verdict) → observe (metrics) → outcome
+//! decode (envelope) → validate (verdict) → observe (metrics) → correlate → outcome
 //!   valid / unverified / invalid but only counted → offset stored at once
 //!   invalid and quarantined → copy sent; offset stored when it is acknowledged
 //!   no verdict yet (schema being fetched) → partition paused, retried later
@@ -129,6 +129,8 @@ pub struct Ingest {
     reset_offset: Offset,
     /// The lag monitor's offset → timestamp index (see `lag/index.rs`), when lag is on.
     time_index: Option<IndexWriter>,
+    /// Where each record's observation goes (the correlator, or the observations topic).
+    correlation: crate::correlate::Input,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -150,7 +152,13 @@ impl Clock {
 }
 
 impl Ingest {
-    pub fn new(config: &Config, metrics: Arc<Metrics>, health: Arc<Health>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        correlation: crate::correlate::Input,
+        budgets: Arc<Budgets>,
+    ) -> anyhow::Result<Self> {
         let mut client_config = ClientConfig::new();
         for (key, value) in config.consumer_properties() {
             client_config.set(key, value);
@@ -165,7 +173,6 @@ impl Ingest {
         let consumer: BaseConsumer<IngestContext> =
             client_config.create_with_context(context).context("failed to create the kafka consumer")?;
         let extractor = EnvelopeExtractor::for_config(config).context("failed to build the envelope extractor")?;
-        let budgets = Arc::new(Budgets::new(config, metrics.clone())?);
         let cache = crate::validate::schema_cache(&config.registry)
             .map_err(|err| anyhow::anyhow!("failed to set up schemas: {err}"))?;
         let cache = Arc::new(cache);
@@ -198,6 +205,7 @@ impl Ingest {
                 crate::config::OffsetReset::Latest => Offset::End,
             },
             time_index: None,
+            correlation,
         })
     }
 
@@ -310,8 +318,17 @@ impl Ingest {
         let now_us = self.clock.unix_us(started);
         self.observer.observe(&record, &envelope, &checked, now_us);
         // The record's cost is handed to the correlator once it is wired in.
-        let _event_cost = self.cost.observe(topic, &envelope, now_us);
+        let event_cost = self.cost.observe(topic, &envelope, now_us);
         self.dlq.observe(&record, &envelope, now_us);
+        let mut observation = crate::correlate::observation(&record, &envelope, &checked);
+        if let Some(cost) = &event_cost {
+            let tokens = &cost.tokens;
+            observation.tokens =
+                tokens.input + tokens.cached_input + tokens.cache_write + tokens.output + tokens.reasoning;
+            // Micro-USD in the trace table (pico-USD in the cost counters).
+            observation.cost_micro_usd = cost.pico_usd.unwrap_or(0) / 1_000_000;
+        }
+        self.correlation.observe(&observation, now_us / 1_000);
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
             let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
@@ -547,6 +564,7 @@ impl Ingest {
     /// Copies the schema cache's counters into the metrics, once a second.
     fn update_stats(&mut self) {
         self.clock = Clock::new();
+        self.correlation.tick(self.clock.anchor_unix_us / 1_000);
         let stats = self.cache.stats();
         let now = [stats.hits, stats.misses, stats.fetch_ok, stats.fetch_not_found, stats.fetch_unavailable];
         let names = [("hit", true), ("miss", true), ("ok", false), ("not_found", false), ("unavailable", false)];

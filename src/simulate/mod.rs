@@ -27,7 +27,7 @@ mod payload;
 mod poison;
 mod source;
 mod stats;
-mod topology;
+pub(crate) mod topology;
 
 use std::sync::Arc;
 use std::time::Duration;

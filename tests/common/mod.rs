@@ -119,6 +119,25 @@ impl TestProducer {
         }
     }
 
+    /// Sends to one partition with an explicit Kafka record timestamp (ms since the epoch).
+    pub fn send_at(&self, topic: &str, partition: i32, payload: &[u8], timestamp_ms: i64) {
+        let mut record =
+            BaseRecord::<(), [u8]>::to(topic).payload(payload).partition(partition).timestamp(timestamp_ms);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((err, back)) => {
+                    assert!(
+                        matches!(err.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                        "send failed: {err}"
+                    );
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
     /// Waits until every record sent so far is acknowledged by the broker.
     pub fn flush(&self) {
         self.producer.flush(Duration::from_secs(30)).expect("flush");
