@@ -18,6 +18,7 @@
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
+//! - [`spans`] — each observed event as an OTLP span (sampled, bounded queue, background export).
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
 //! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`] — wiring and the shutdown sequence; [`shutdown`] — signals.
@@ -34,5 +35,6 @@ pub mod observe;
 pub mod quarantine;
 pub mod shutdown;
 pub mod simulate;
+pub mod spans;
 pub mod telemetry;
 pub mod validate;

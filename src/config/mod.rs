@@ -25,10 +25,12 @@ use regex::Regex;
 use serde::Deserialize;
 
 pub mod governance;
+pub mod otlp;
 
 pub use governance::{
     Action, ContractField, OnUnavailable, Policy, QuarantineConfig, RegistryConfig, SchemaRequirement, SubjectStrategy,
 };
+pub use otlp::{OtlpConfig, OtlpProtocol};
 
 /// Environment variable that overrides `kafka.bootstrap_servers`.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP";
@@ -151,6 +153,7 @@ pub struct RawConfig {
     pub registry: governance::RawRegistry,
     pub quarantine: governance::RawQuarantine,
     pub policies: Vec<governance::RawPolicy>,
+    pub otlp: otlp::RawOtlp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +297,7 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     /// Checked in order; the first whose topic patterns match applies.
     pub policies: Vec<Policy>,
+    pub otlp: OtlpConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -615,6 +619,7 @@ impl RawConfig {
         let registry = governance::validate_registry(self.registry, &mut problems);
         let quarantine = governance::validate_quarantine(self.quarantine, &mut problems);
         let policies = governance::validate_policies(self.policies, &mut problems);
+        let otlp = otlp::validate_otlp(self.otlp, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -644,6 +649,7 @@ impl RawConfig {
             shutdown: ShutdownConfig { grace_period: Duration::from_millis(self.shutdown.grace_period_ms) },
             log: LogConfig { level: self.log.level, format },
             quarantine,
+            otlp,
         })
     }
 }

@@ -48,6 +48,7 @@ use crate::decode::{EnvelopeExtractor, Headers};
 use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
+use crate::spans::SpanSink;
 use crate::validate::cache::SchemaCache;
 use crate::validate::{Validator, Verdict};
 pub use context::IngestContext;
@@ -98,6 +99,8 @@ pub struct Ingest {
     validator: Validator,
     observer: Observer,
     quarantine: Quarantine,
+    /// OTLP span export (`[otlp]`); `None` when off.
+    spans: Option<SpanSink>,
     acks: Receiver<Ack>,
     tracker: OffsetTracker,
     cache: Arc<SchemaCache>,
@@ -157,6 +160,7 @@ impl Ingest {
             validator: Validator::new(config, cache.clone()),
             observer: Observer::new(config, metrics.clone()),
             quarantine,
+            spans: SpanSink::start(config, metrics.clone())?,
             acks,
             tracker: OffsetTracker::default(),
             cache,
@@ -215,6 +219,9 @@ impl Ingest {
         self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
         self.drain_acks();
         context::commit(&self.consumer, &self.metrics, "shutdown");
+        if let Some(spans) = self.spans.take() {
+            spans.shutdown();
+        }
         // Dropping the consumer closes it: it leaves the group so its
         // partitions move to other replicas at once.
         drop(self);
@@ -249,6 +256,9 @@ impl Ingest {
             return;
         }
         self.observer.observe(&record, &envelope, &checked, self.clock.unix_us(started));
+        if let Some(spans) = &self.spans {
+            spans.observe(&record, &envelope, &checked.verdict);
+        }
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
             let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
