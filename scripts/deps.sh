@@ -25,9 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-for tool in cargo java mvn; do
+for tool in cargo java mvn go; do
   if ! command -v "$tool" >/dev/null; then
-    echo "deps: $tool is required (Rust toolchain, Java 17, Maven)" >&2
+    echo "deps: $tool is required (Rust toolchain, Java 17, Maven; Go builds the test OTLP collector)" >&2
     exit 1
   fi
 done

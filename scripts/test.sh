@@ -5,6 +5,10 @@
 # every test.
 #   KAFKA_BOOTSTRAP=host:port   use another cluster instead of the local one
 #   SCHEMA_REGISTRY_URL=url     use another Confluent-compatible registry
+#   OTLP_GRPC_ENDPOINT, OTLP_HTTP_ENDPOINT, OTEL_TRACES_FILE
+#                               use another collector (all three) instead of
+#                               scripts/otel.sh's, which is started only when
+#                               no test filter is given or it names spans
 #   extra arguments go to cargo test (e.g. scripts/test.sh ingest)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,11 +33,22 @@ else
   bash scripts/registry.sh start
   started_registry=1
 fi
+started_otel=0
 cleanup() {
+  if [ "$started_otel" = 1 ]; then bash scripts/otel.sh stop; fi
   if [ "$started_registry" = 1 ]; then bash scripts/registry.sh stop; fi
   if [ "$started_kafka" = 1 ]; then bash scripts/kafka.sh stop; fi
 }
 trap cleanup EXIT
+if [ -n "${OTLP_GRPC_ENDPOINT:-}" ]; then
+  echo "test: using the OTLP collector at $OTLP_GRPC_ENDPOINT"
+elif [ $# -eq 0 ] || [[ "$*" == *spans* ]]; then
+  if ! bash scripts/otel.sh status >/dev/null; then
+    bash scripts/otel.sh start
+    started_otel=1
+  fi
+  eval "export $(bash scripts/otel.sh env | tr '\n' ' ')"
+fi
 
 export KAFKA_BOOTSTRAP=$bootstrap SCHEMA_REGISTRY_URL=$registry
 cargo test --locked --all-targets "$@"

@@ -306,3 +306,10 @@ fn http_endpoints_get_the_traces_path_once() {
     assert_eq!(export::traces_url("http://c:4318/"), "http://c:4318/v1/traces");
     assert_eq!(export::traces_url("https://c/otlp/v1/traces"), "https://c/otlp/v1/traces");
 }
+
+#[test]
+fn a_queued_span_is_small() {
+    // The queue's memory bound in docs/tracing.md and config.toml rests on this.
+    let size = std::mem::size_of::<QueuedSpan>();
+    assert!(size <= 224, "QueuedSpan is {size} bytes");
+}
