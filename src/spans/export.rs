@@ -13,7 +13,7 @@
 //! signals that it is done.
 
 use std::str::FromStr as _;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::chain::LastSpans;
 use super::convert;
-use super::QueuedSpan;
+use super::{QueuedSpan, MAX_RECYCLED_CAPACITY};
 use crate::config::{OtlpConfig, OtlpProtocol};
 use crate::metrics::{Metrics, SpanDropReason, SpanExportFailure};
 
@@ -142,6 +142,8 @@ struct ExportCounters {
 
 struct Exporter {
     queue: Receiver<QueuedSpan>,
+    /// Emptied text buffers back to the sink (dropped when its pool is full).
+    recycle: SyncSender<String>,
     runtime: tokio::runtime::Runtime,
     client: Client,
     chain: LastSpans,
@@ -154,7 +156,12 @@ struct Exporter {
 }
 
 /// Builds the client (so a bad endpoint fails start-up) and starts the thread.
-pub(crate) fn spawn(config: &OtlpConfig, queue: Receiver<QueuedSpan>, metrics: &Metrics) -> anyhow::Result<Handle> {
+pub(crate) fn spawn(
+    config: &OtlpConfig,
+    queue: Receiver<QueuedSpan>,
+    recycle: SyncSender<String>,
+    metrics: &Metrics,
+) -> anyhow::Result<Handle> {
     let endpoint = config.endpoint.clone().context("otlp export needs an endpoint")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -206,6 +213,7 @@ pub(crate) fn spawn(config: &OtlpConfig, queue: Receiver<QueuedSpan>, metrics: &
     };
     let exporter = Exporter {
         queue,
+        recycle,
         runtime,
         client,
         chain: LastSpans::new(config.max_chained_traces),
@@ -275,7 +283,13 @@ impl Exporter {
         }
         let count = batch.len() as u64;
         let request = convert::request(batch, &mut self.chain);
-        batch.clear();
+        for span in batch.drain(..) {
+            let mut text = span.text;
+            if text.capacity() <= MAX_RECYCLED_CAPACITY {
+                text.clear();
+                let _ = self.recycle.try_send(text);
+            }
+        }
         let timeout = self.timeout;
         let client = &mut self.client;
         let result = self.runtime.block_on(async {

@@ -24,6 +24,11 @@
 //! counted, reason `queue_full`); each text field of a span is cut to
 //! [`MAX_TEXT_BYTES`]; the exporter remembers the last span of at most
 //! `otlp.max_chained_traces` traces.
+//!
+//! Allocation: a span's strings share one buffer. The exporter hands
+//! buffers back through a second bounded channel (`2 × otlp.batch_size`
+//! buffers: enough for the spans of the batch being sent and the next one),
+//! so in steady state queueing a span allocates nothing.
 
 mod chain;
 mod convert;
@@ -48,6 +53,10 @@ pub use ids::{Sampler, SpanId, TraceId};
 /// and names from the data are short; this keeps a hostile 1 MiB event ID
 /// from growing every queued span.
 pub const MAX_TEXT_BYTES: usize = 256;
+
+/// Buffers larger than this are not recycled (a rare event with long
+/// fields should not pin its large buffer in the pool).
+pub(crate) const MAX_RECYCLED_CAPACITY: usize = 1_024;
 
 /// Longest wait at shutdown for queued spans to be exported.
 const MAX_FLUSH_WAIT: Duration = Duration::from_secs(5);
@@ -182,7 +191,14 @@ impl QueuedSpan {
         (!value.is_empty()).then_some(value)
     }
 
-    fn build(event: &SpanEvent<'_>, trace_id: TraceId, linked: Option<SpanId>, start_us: i64, end_us: i64) -> Self {
+    fn build(
+        event: &SpanEvent<'_>,
+        mut text: String,
+        trace_id: TraceId,
+        linked: Option<SpanId>,
+        start_us: i64,
+        end_us: i64,
+    ) -> Self {
         let mut fields = [""; TEXT_FIELDS];
         fields[Text::Topic as usize] = event.topic;
         fields[Text::EventType as usize] = event.event_type.unwrap_or("");
@@ -192,7 +208,8 @@ impl QueuedSpan {
         fields[Text::Model as usize] = event.model.unwrap_or("");
         fields[Text::ConsumerGroup as usize] = event.consumer_group;
         let fields = fields.map(|value| truncate_label(value, MAX_TEXT_BYTES));
-        let mut text = String::with_capacity(fields.iter().map(|f| f.len()).sum());
+        text.clear();
+        text.reserve(fields.iter().map(|f| f.len()).sum());
         let mut ends = [0; TEXT_FIELDS];
         for (end, value) in ends.iter_mut().zip(fields) {
             text.push_str(value);
@@ -230,6 +247,8 @@ struct SinkCounters {
 /// [`SpanSink::shutdown`]) lets the exporter flush and stop.
 pub struct SpanSink {
     sender: SyncSender<QueuedSpan>,
+    /// Emptied text buffers coming back from the exporter.
+    recycled: mpsc::Receiver<String>,
     sampler: Sampler,
     counters: SinkCounters,
     /// pipewarden's consumer group, for spans built by [`SpanSink::observe`].
@@ -247,7 +266,8 @@ impl SpanSink {
             return Ok(None);
         }
         let (sender, receiver) = mpsc::sync_channel(config.otlp.queue_size);
-        let exporter = export::spawn(&config.otlp, receiver, &metrics)?;
+        let (recycle, recycled) = mpsc::sync_channel(config.otlp.batch_size.saturating_mul(2));
+        let exporter = export::spawn(&config.otlp, receiver, recycle, &metrics)?;
         let traceparent_header = config
             .envelope
             .trace_id
@@ -259,6 +279,7 @@ impl SpanSink {
             .unwrap_or_else(|| "traceparent".to_string());
         Ok(Some(SpanSink::with_exporter(
             sender,
+            recycled,
             Sampler::new(config.otlp.sample_ratio),
             &metrics,
             config.kafka.group_id.clone(),
@@ -269,6 +290,7 @@ impl SpanSink {
 
     fn with_exporter(
         sender: SyncSender<QueuedSpan>,
+        recycled: mpsc::Receiver<String>,
         sampler: Sampler,
         metrics: &Metrics,
         consumer_group: String,
@@ -283,7 +305,7 @@ impl SpanSink {
             no_timestamp: metrics.span_drop_counter(SpanDropReason::no_timestamp),
             exporter_stopped: metrics.span_drop_counter(SpanDropReason::exporter_stopped),
         };
-        SpanSink { sender, sampler, counters, consumer_group, traceparent_header, exporter }
+        SpanSink { sender, recycled, sampler, counters, consumer_group, traceparent_header, exporter }
     }
 
     /// The ingest hook: the span of one processed record. Model and token
@@ -330,7 +352,8 @@ impl SpanSink {
             (Some(at), None) | (None, Some(at)) => (at, at),
             (None, None) => return self.dropped(SpanDropReason::no_timestamp),
         };
-        let span = QueuedSpan::build(event, trace_id, linked, start_us, end_us);
+        let buffer = self.recycled.try_recv().unwrap_or_default();
+        let span = QueuedSpan::build(event, buffer, trace_id, linked, start_us, end_us);
         match self.sender.try_send(span) {
             Ok(()) => {
                 self.counters.queued.inc();
@@ -365,23 +388,26 @@ impl SpanSink {
     }
 }
 
-/// A sink whose queue the test reads directly (no exporter thread).
+/// A sink whose queue the test reads directly (no exporter thread), and
+/// the channel that recycles its buffers.
 #[cfg(test)]
 pub(crate) fn test_sink(
     queue_size: usize,
     sample_ratio: f64,
     metrics: &Metrics,
-) -> (SpanSink, mpsc::Receiver<QueuedSpan>) {
+) -> (SpanSink, mpsc::Receiver<QueuedSpan>, SyncSender<String>) {
     let (sender, receiver) = mpsc::sync_channel(queue_size);
+    let (recycle, recycled) = mpsc::sync_channel(4);
     let sink = SpanSink::with_exporter(
         sender,
+        recycled,
         Sampler::new(sample_ratio),
         metrics,
         "pipewarden".into(),
         "traceparent".into(),
         export::Handle::detached(),
     );
-    (sink, receiver)
+    (sink, receiver, recycle)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ fn dropped(metrics: &Metrics, reason: SpanDropReason) -> u64 {
 #[test]
 fn an_llm_event_maps_to_a_producer_span_with_messaging_and_genai_attributes() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(8, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(8, 1.0, &metrics);
     let mut llm = event("ticket-7", 1234);
     llm.model = Some("gpt-4o-mini");
     llm.tokens = TokenUsage { input: Some(812), output: Some(96), cached: Some(512), reasoning: Some(40) };
@@ -101,7 +101,7 @@ fn an_llm_event_maps_to_a_producer_span_with_messaging_and_genai_attributes() {
 #[test]
 fn an_invalid_event_without_optional_fields_has_an_error_status_and_no_empty_attributes() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(8, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(8, 1.0, &metrics);
     let mut poison = event("ticket-8", 5);
     poison.event_id = None;
     poison.event_type = None;
@@ -133,7 +133,7 @@ fn an_invalid_event_without_optional_fields_has_an_error_status_and_no_empty_att
 #[test]
 fn traceparent_names_the_trace_and_links_the_agents_own_span() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(8, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(8, 1.0, &metrics);
     let mut traced = event("ticket-9", 1);
     traced.traceparent = Some(TRACEPARENT);
     sink.offer(&traced);
@@ -153,7 +153,7 @@ fn traceparent_names_the_trace_and_links_the_agents_own_span() {
 #[test]
 fn end_before_start_is_clamped_and_records_without_ids_or_times_are_dropped_and_counted() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(8, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(8, 1.0, &metrics);
     let mut skewed = event("t", 1);
     skewed.record_timestamp_us = Some(1_699_999_999_000_000);
     sink.offer(&skewed);
@@ -176,7 +176,7 @@ fn end_before_start_is_clamped_and_records_without_ids_or_times_are_dropped_and_
 #[test]
 fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(3, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(3, 1.0, &metrics);
     let results: Vec<Offered> = (0..10).map(|offset| sink.offer(&event("t", offset))).collect();
     assert_eq!(results.iter().filter(|r| **r == Offered::Queued).count(), 3);
     assert_eq!(dropped(&metrics, SpanDropReason::queue_full), 7);
@@ -192,7 +192,7 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
 #[test]
 fn sampling_keeps_or_drops_whole_traces() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(10_000, 0.3, &metrics);
+    let (sink, queue, _) = test_sink(10_000, 0.3, &metrics);
     let mut kept_traces = 0;
     for trace in 0..1_000 {
         let id = format!("flow-{trace}");
@@ -211,7 +211,7 @@ fn sampling_keeps_or_drops_whole_traces() {
 #[test]
 fn spans_chain_to_the_previous_span_of_their_trace_across_batches() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(16, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(16, 1.0, &metrics);
     // Trace a: offsets 0, 2, 3; trace b: 1, 4 (interleaved as a consumer sees them).
     for (id, offset) in [("a", 0), ("b", 1), ("a", 2), ("a", 3), ("b", 4)] {
         sink.offer(&event(id, offset));
@@ -234,7 +234,7 @@ fn spans_chain_to_the_previous_span_of_their_trace_across_batches() {
 #[test]
 fn a_parent_named_by_the_caller_wins_over_the_exporters_chain() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(16, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(16, 1.0, &metrics);
     let named = SpanId([7; 8]);
     sink.offer(&event("a", 0));
     sink.offer(&SpanEvent { previous: Some(named), ..event("a", 1) });
@@ -250,7 +250,7 @@ fn a_parent_named_by_the_caller_wins_over_the_exporters_chain() {
 #[test]
 fn spans_are_grouped_by_producing_agent_and_scoped_to_pipewarden() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(16, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(16, 1.0, &metrics);
     for (offset, producer) in [(0, "triage"), (1, "drafter"), (2, "triage")] {
         sink.offer(&SpanEvent { producer: Some(producer), ..event("a", offset) });
     }
@@ -289,7 +289,7 @@ fn spans_are_grouped_by_producing_agent_and_scoped_to_pipewarden() {
 #[test]
 fn long_text_is_cut_on_a_character_boundary() {
     let metrics = Metrics::new(10);
-    let (sink, queue) = test_sink(4, 1.0, &metrics);
+    let (sink, queue, _) = test_sink(4, 1.0, &metrics);
     let huge_id = "é".repeat(1_000);
     sink.offer(&SpanEvent { event_id: Some(&huge_id), ..event("t", 0) });
     let queued = queue.try_recv().unwrap();
@@ -312,4 +312,21 @@ fn a_queued_span_is_small() {
     // The queue's memory bound in docs/tracing.md and config.toml rests on this.
     let size = std::mem::size_of::<QueuedSpan>();
     assert!(size <= 224, "QueuedSpan is {size} bytes");
+}
+
+#[test]
+fn buffers_the_exporter_hands_back_are_reused() {
+    let metrics = Metrics::new(10);
+    let (sink, queue, recycle) = test_sink(4, 1.0, &metrics);
+    sink.offer(&event("a", 0));
+    let first = queue.try_recv().unwrap();
+    let mut buffer = first.text;
+    let address = buffer.as_ptr();
+    buffer.clear();
+    recycle.try_send(buffer).unwrap();
+    sink.offer(&event("a", 1));
+    let second = queue.try_recv().unwrap();
+    assert_eq!(second.text.as_ptr(), address, "the recycled buffer carries the next span");
+    assert_eq!(second.text(Text::Topic), Some("support.tickets"));
+    assert_eq!(second.offset, 1);
 }
