@@ -255,9 +255,10 @@ impl Exporter {
             let wait = due.map_or(IDLE_WAIT, |due| due.saturating_duration_since(Instant::now()));
             match self.queue.recv_timeout(wait) {
                 Ok(span) => {
-                    due.get_or_insert_with(|| Instant::now() + self.interval);
+                    let batch_due = *due.get_or_insert_with(|| Instant::now() + self.interval);
                     batch.push(span);
-                    if batch.len() >= self.batch_size {
+                    // Also on time: a steady trickle must not hold a batch past its interval.
+                    if batch.len() >= self.batch_size || Instant::now() >= batch_due {
                         self.export(&mut batch);
                         due = None;
                     }
