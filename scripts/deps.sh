@@ -49,4 +49,9 @@ if [ "$found21" = 0 ] && [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then
   # scripts/registry.sh fails with the same message when it is started.
   echo "deps: warning: the local schema registry needs Java 21 or newer (set REGISTRY_JAVA_HOME, or point SCHEMA_REGISTRY_URL at a registry)" >&2
 fi
+# Only the span export tests need Go (scripts/otel.sh builds the OTLP
+# collector with it): warn here, scripts/otel.sh fails with the same message.
+if ! command -v go >/dev/null && [ -z "${OTLP_GRPC_ENDPOINT:-}" ]; then
+  echo "deps: warning: the span tests' OTLP collector is built with Go 1.26 or newer (or point OTLP_GRPC_ENDPOINT, OTLP_HTTP_ENDPOINT and OTEL_TRACES_FILE at a collector)" >&2
+fi
 echo "deps: ok"

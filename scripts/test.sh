@@ -9,6 +9,10 @@
 #   KAFKA_PORT, KAFKA_CONTROLLER_PORT, REGISTRY_PORT, REGISTRY_MANAGEMENT_PORT,
 #   SECURE_REGISTRY_PORT, SECURE_REGISTRY_MANAGEMENT_PORT
 #                               ports of the local services (see the scripts)
+#   OTLP_GRPC_ENDPOINT, OTLP_HTTP_ENDPOINT, OTEL_TRACES_FILE
+#                               use another collector (all three) instead of
+#                               scripts/otel.sh's, which is started only when
+#                               no test filter is given or it names spans
 #   extra arguments go to cargo test (e.g. scripts/test.sh ingest)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,12 +52,23 @@ if ! secure status >/dev/null 2>&1; then
   started_secure=1
 fi
 eval "$(secure env | sed 's/^/export /')"
+started_otel=0
 cleanup() {
+  if [ "$started_otel" = 1 ]; then bash scripts/otel.sh stop; fi
   if [ "$started_secure" = 1 ]; then secure stop; fi
   if [ "$started_registry" = 1 ]; then bash scripts/registry.sh stop; fi
   if [ "$started_kafka" = 1 ]; then bash scripts/kafka.sh stop; fi
 }
 trap cleanup EXIT
+if [ -n "${OTLP_GRPC_ENDPOINT:-}" ]; then
+  echo "test: using the OTLP collector at $OTLP_GRPC_ENDPOINT"
+elif [ $# -eq 0 ] || [[ "$*" == *spans* ]]; then
+  if ! bash scripts/otel.sh status >/dev/null; then
+    bash scripts/otel.sh start
+    started_otel=1
+  fi
+  eval "export $(bash scripts/otel.sh env | tr '\n' ' ')"
+fi
 
 export KAFKA_BOOTSTRAP=$bootstrap SCHEMA_REGISTRY_URL=$registry
 cargo test --locked --all-targets "$@"

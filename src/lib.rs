@@ -23,6 +23,7 @@
 //! - [`correlate`] — traces by correlation ID: flows, stages, stalled traces, topology, `/api/v1`.
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
 //! - [`lag`] — consumer group lag: admin queries, offset → timestamp index, status, API.
+//! - [`spans`] — each observed event as an OTLP span (sampled, bounded queue, background export).
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
 //! - [`http`] — `/metrics`, `/healthz`, `/readyz`.
 //! - [`app`] — wiring and the shutdown sequence; [`shutdown`] — signals.
@@ -43,5 +44,6 @@ pub mod observe;
 pub mod quarantine;
 pub mod shutdown;
 pub mod simulate;
+pub mod spans;
 pub mod telemetry;
 pub mod validate;

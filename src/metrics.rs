@@ -137,6 +137,45 @@ pub struct LabelNameLabels {
     pub label: &'static str,
 }
 
+/// Why a span was not exported (`pipewarden_spans_dropped_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum SpanDropReason {
+    /// The export queue was full: the receiver is slower than the traffic.
+    queue_full,
+    /// The record has neither a `traceparent` header nor a correlation ID.
+    no_trace_id,
+    /// The record has neither `created_at` nor a Kafka timestamp.
+    no_timestamp,
+    /// The span's export request failed (after retries).
+    export_failed,
+    /// The receiver accepted the request but rejected the span (partial success).
+    rejected,
+    /// The exporter thread is gone (only at shutdown).
+    exporter_stopped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanDropLabels {
+    pub reason: SpanDropReason,
+}
+
+/// Why an export request failed (`pipewarden_span_export_failures_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum SpanExportFailure {
+    timeout,
+    /// Connection failures and transient statuses (gRPC UNAVAILABLE, HTTP 429/502/503/504).
+    unavailable,
+    /// Permanent refusals (bad request, unauthenticated, ...).
+    rejected,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanExportFailureLabels {
+    pub reason: SpanExportFailure,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -224,6 +263,11 @@ pub struct Metrics {
     pub schema_cache_lookups: Family<ResultLabels, Counter>,
     pub schema_fetches: Family<ResultLabels, Counter>,
     pub topic_naming_warnings: Family<TopicLabels, Gauge>,
+    pub spans_queued: Counter,
+    pub spans_not_sampled: Counter,
+    pub spans_exported: Counter,
+    pub spans_dropped: Family<SpanDropLabels, Counter>,
+    pub span_export_failures: Family<SpanExportFailureLabels, Counter>,
     pub topic_limiter: LabelLimiter,
     pub event_type_limiter: LabelLimiter,
     pub producer_limiter: LabelLimiter,
@@ -265,6 +309,11 @@ impl Metrics {
             schema_cache_lookups: Family::default(),
             schema_fetches: Family::default(),
             topic_naming_warnings: Family::default(),
+            spans_queued: Counter::default(),
+            spans_not_sampled: Counter::default(),
+            spans_exported: Counter::default(),
+            spans_dropped: Family::default(),
+            span_export_failures: Family::default(),
             topic_limiter: LabelLimiter::new("topic", max_label_values),
             event_type_limiter: LabelLimiter::new("event_type", max_label_values),
             producer_limiter: LabelLimiter::new("producer", max_label_values),
@@ -403,6 +452,27 @@ impl Metrics {
         );
         metrics.lag.register(&mut registry);
         metrics.correlation.register(&mut registry);
+        registry.register(
+            "spans_queued",
+            "Spans of observed events queued for OTLP export (sampled in)",
+            metrics.spans_queued.clone(),
+        );
+        registry.register(
+            "spans_not_sampled",
+            "Spans of observed events left out by otlp.sample_ratio",
+            metrics.spans_not_sampled.clone(),
+        );
+        registry.register("spans_exported", "Spans the OTLP receiver accepted", metrics.spans_exported.clone());
+        registry.register(
+            "spans_dropped",
+            "Spans not exported, by reason (queue_full, no_trace_id, no_timestamp, export_failed, rejected, exporter_stopped)",
+            metrics.spans_dropped.clone(),
+        );
+        registry.register(
+            "span_export_failures",
+            "OTLP export requests that failed after retries, by reason (timeout, unavailable, rejected)",
+            metrics.span_export_failures.clone(),
+        );
         // Pre-create the bounded error series so rate() works from the first scrape.
         for kind in [
             ConsumerErrorKind::consume,
@@ -424,6 +494,19 @@ impl Metrics {
             let _ = metrics.offset_commits.get_or_create(&CommitLabels { result });
         }
         metrics.accounting.register(&mut registry);
+        for reason in [
+            SpanDropReason::queue_full,
+            SpanDropReason::no_trace_id,
+            SpanDropReason::no_timestamp,
+            SpanDropReason::export_failed,
+            SpanDropReason::rejected,
+            SpanDropReason::exporter_stopped,
+        ] {
+            let _ = metrics.spans_dropped.get_or_create(&SpanDropLabels { reason });
+        }
+        for reason in [SpanExportFailure::timeout, SpanExportFailure::unavailable, SpanExportFailure::rejected] {
+            let _ = metrics.span_export_failures.get_or_create(&SpanExportFailureLabels { reason });
+        }
         Self { registry, ..metrics }
     }
 
@@ -464,6 +547,14 @@ impl Metrics {
 
     pub fn format_counter(&self, topic: &str, format: PayloadFormat) -> Counter {
         self.records_by_format.get_or_create_owned(&FormatLabels { topic: topic.to_string(), format: format.as_str() })
+    }
+
+    pub fn span_drop_counter(&self, reason: SpanDropReason) -> Counter {
+        self.spans_dropped.get_or_create_owned(&SpanDropLabels { reason })
+    }
+
+    pub fn span_export_failure_counter(&self, reason: SpanExportFailure) -> Counter {
+        self.span_export_failures.get_or_create_owned(&SpanExportFailureLabels { reason })
     }
 
     pub fn problem_counter(&self, topic: &str, problem: EnvelopeProblem) -> Counter {

@@ -127,6 +127,10 @@ struct Args {
     /// (repeatable), e.g. fetch.queue.backoff.ms=10.
     #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
     kafka_properties: Vec<(String, String)>,
+    /// TOML file appended to pipewarden's configuration in every run, e.g.
+    /// an `[otlp]` section to measure ingest with span export on.
+    #[arg(long, value_name = "FILE")]
+    extra_config: Option<PathBuf>,
 }
 
 /// One raw consumer read, measured right before the pipewarden run it is
@@ -325,6 +329,10 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
     );
 
     let timeout = Duration::from_secs(args.timeout_secs);
+    let extra_config = match &args.extra_config {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => String::new(),
+    };
     let mut groups = Vec::new();
     let mut group = |side: &str| {
         let name = format!("bench-{side}-{:016x}", rand::rng().random::<u64>());
@@ -372,7 +380,7 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
                 raw.first_to_last_seconds,
                 raw.total_seconds
             );
-            let governance = config.governance(&schemas.path);
+            let governance = format!("{}\n{extra_config}", config.governance(&schemas.path));
             let pw = daemon::run(&daemon::Run {
                 bin: &pipewarden_bin,
                 bootstrap: &args.bootstrap,

@@ -29,6 +29,7 @@ pub mod cost;
 pub mod dlq;
 pub mod governance;
 pub mod lag;
+pub mod otlp;
 
 pub use correlate::{CorrelateConfig, CorrelateKafkaConfig, CorrelateMode, Flow, Outcome};
 pub use cost::{BudgetConfig, BudgetScope, CostConfig, Price, PriceRule, UsageSource};
@@ -38,6 +39,7 @@ pub use governance::{
     SubjectStrategy,
 };
 pub use lag::LagConfig;
+pub use otlp::{OtlpConfig, OtlpProtocol};
 
 /// Environment variable that overrides `kafka.bootstrap_servers`.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP";
@@ -166,6 +168,7 @@ pub struct RawConfig {
     pub dlq: dlq::RawDlq,
     pub correlate: correlate::RawCorrelate,
     pub flows: Vec<correlate::RawFlow>,
+    pub otlp: otlp::RawOtlp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,6 +318,7 @@ pub struct Config {
     pub correlate: CorrelateConfig,
     /// End-to-end flows measured by the correlator.
     pub flows: Vec<Flow>,
+    pub otlp: OtlpConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -656,6 +660,7 @@ impl RawConfig {
                 )),
             });
         }
+        let otlp = otlp::validate_otlp(self.otlp, &mut problems);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -690,6 +695,7 @@ impl RawConfig {
             log: LogConfig { level: self.log.level, format },
             quarantine,
             lag,
+            otlp,
         })
     }
 }

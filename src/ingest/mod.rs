@@ -52,6 +52,7 @@ use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
+use crate::spans::SpanSink;
 use crate::validate::cache::SchemaCache;
 use crate::validate::{Validator, Verdict};
 pub use context::IngestContext;
@@ -105,6 +106,8 @@ pub struct Ingest {
     cost: CostStage,
     dlq: DlqStage,
     quarantine: Quarantine,
+    /// OTLP span export (`[otlp]`); `None` when off.
+    spans: Option<SpanSink>,
     acks: Receiver<Ack>,
     tracker: OffsetTracker,
     cache: Arc<SchemaCache>,
@@ -185,6 +188,7 @@ impl Ingest {
             cost: CostStage::new(config, metrics.clone(), budgets),
             dlq: DlqStage::new(config, metrics.clone()),
             quarantine,
+            spans: SpanSink::start(config, metrics.clone())?,
             acks,
             tracker: OffsetTracker::default(),
             cache,
@@ -279,6 +283,9 @@ impl Ingest {
             self.drain_acks();
             context::commit(&self.consumer, &self.metrics, "shutdown");
         }
+        if let Some(spans) = self.spans.take() {
+            spans.shutdown();
+        }
         // Dropping the consumer closes it: it leaves the group so its
         // partitions move to other replicas at once.
         drop(self);
@@ -317,7 +324,6 @@ impl Ingest {
         }
         let now_us = self.clock.unix_us(started);
         self.observer.observe(&record, &envelope, &checked, now_us);
-        // The record's cost is handed to the correlator once it is wired in.
         let event_cost = self.cost.observe(topic, &envelope, now_us);
         self.dlq.observe(&record, &envelope, now_us);
         let mut observation = crate::correlate::observation(&record, &envelope, &checked);
@@ -329,6 +335,9 @@ impl Ingest {
             observation.cost_micro_usd = cost.pico_usd.unwrap_or(0) / 1_000_000;
         }
         self.correlation.observe(&observation, now_us / 1_000);
+        if let Some(spans) = &self.spans {
+            spans.observe(&record, &envelope, &checked.verdict);
+        }
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
             let poison = Poison { reason: reason.as_str(), error: detail, schema_id: *schema_id };
