@@ -14,6 +14,9 @@ use std::process::Command;
 use serde::Deserialize as _;
 use serde_yaml::Value;
 
+mod common;
+use common::dashboards::*;
+
 /// The Kubernetes version the chart is rendered and validated for (the
 /// schemas scripts/tools.sh writes are of this version).
 const KUBE_VERSION: &str = "1.37.2";
@@ -292,22 +295,6 @@ fn the_chart_ships_the_canonical_rules_and_dashboards_unchanged() {
     assert_eq!(shipped, canonical);
 }
 
-fn dashboards() -> Vec<(String, serde_json::Value)> {
-    let mut out: Vec<(String, serde_json::Value)> = std::fs::read_dir(root().join("dashboards"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 #[test]
 fn dashboards_follow_the_structural_rules() {
     let dashboards = dashboards();
@@ -355,4 +342,40 @@ fn dashboards_follow_the_structural_rules() {
     for needed in ["datasource", "job", "topic", "group", "flow"] {
         assert!(variables_seen.contains(needed), "no dashboard has a {needed} variable");
     }
+}
+
+#[test]
+fn every_dashboard_query_parses_and_names_only_documented_metrics_and_labels() {
+    let metrics = documented_metrics();
+    assert!(metrics.len() > 30, "{} documented metrics", metrics.len());
+    let mut checked = 0;
+    for (name, dashboard) in dashboards() {
+        for (panel, query) in queries(&dashboard) {
+            let expr = promql_parser::parser::parse(&substitute(&query, "5m"))
+                .unwrap_or_else(|e| panic!("{name}/{panel}: {query}: {e}"));
+            let (mut found, mut grouping) = (Vec::new(), Vec::new());
+            selectors(&expr, &mut found, &mut grouping);
+            assert!(!found.is_empty(), "{name}/{panel}: no metric in {query}");
+            let mut allowed: BTreeSet<String> = TARGET_LABELS.iter().map(|l| l.to_string()).collect();
+            for (metric, labels) in &found {
+                let (_, family_labels, extra) = family_of(metric, &metrics)
+                    .unwrap_or_else(|| panic!("{name}/{panel}: {metric} is not in docs/metrics.md"));
+                for label in labels {
+                    assert!(
+                        family_labels.contains(label)
+                            || TARGET_LABELS.contains(&label.as_str())
+                            || extra == Some(label.as_str()),
+                        "{name}/{panel}: {metric} has no label {label}"
+                    );
+                }
+                allowed.extend(family_labels.iter().cloned());
+                allowed.extend(extra.map(str::to_string));
+            }
+            for label in &grouping {
+                assert!(allowed.contains(label), "{name}/{panel}: groups by {label}, which no selected metric has");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "{checked} queries checked");
 }

@@ -176,8 +176,8 @@ def lag():
             [(f'max by (group, status) (pipewarden_consumergroup_status{{{JOB},group=~"$group"}}) == 1', "")])
     d.panel("timeseries", "Members per group", "Active members of each consumer group.", "short",
             [(f'max by (group) (pipewarden_consumergroup_members{{{JOB},group=~"$group"}})', "{{group}}")])
-    d.panel("timeseries", "Lag poll duration", "Time one lag poll over every group takes.", "s",
-            [(f'max(pipewarden_lag_poll_duration_seconds{{{JOB}}})', "poll")])
+    d.panel("timeseries", "Lag poll duration", "Average time one lag poll over every group takes.", "s",
+            [(f'sum(rate(pipewarden_lag_poll_duration_seconds_sum{{{JOB}}}[{RATE}])) / sum(rate(pipewarden_lag_poll_duration_seconds_count{{{JOB}}}[{RATE}]))', "poll")])
     d.panel("timeseries", "Stuck partitions", "Partitions whose committed offset is frozen while the same group progresses elsewhere.", "short",
             [(f'sum by (group) (pipewarden_consumergroup_stuck_partitions{{{JOB},group=~"$group"}})', "{{group}}")])
     return d
@@ -193,7 +193,7 @@ def governance():
     d.panel("timeseries", "PII detections", "Records whose string values contain PII, per kind and topic, per second.", "ops",
             [(f'sum by (topic, kind) (rate(pipewarden_pii_detections_total{{{JOB},topic=~"$topic"}}[{RATE}]))', "{{topic}} {{kind}}")])
     d.panel("timeseries", "Contract problems", "Envelope problems (missing or ill-typed contract fields) per second, by problem.", "ops",
-            [(f'sum by (problem) (rate(pipewarden_envelope_problems_total{{{JOB},topic=~"$topic"}}[{RATE}]))', "{{problem}}")])
+            [(f'sum by (reason) (rate(pipewarden_envelope_problems_total{{{JOB},topic=~"$topic"}}[{RATE}]))', "{{reason}}")])
     d.panel("timeseries", "Quarantine", "Copies written per second, failed writes per second and copies awaiting acknowledgement.", "short",
             [(f'sum(rate(pipewarden_quarantined_records_total{{{JOB},topic=~"$topic"}}[{RATE}]))', "written/s"),
              (f'sum(rate(pipewarden_quarantine_failures_total{{{JOB},topic=~"$topic"}}[{RATE}]))', "failed/s"),
