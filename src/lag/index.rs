@@ -191,6 +191,13 @@ impl TimeIndex {
         map.get(&(Arc::<str>::from(topic), partition)).cloned()
     }
 
+    /// [`TimeIndex::partition`] for a caller that holds the shared topic
+    /// name already: no allocation per lookup (the lag thread does one per
+    /// committed partition and poll).
+    pub fn partition_of(&self, topic_partition: &(Arc<str>, i32)) -> Option<Arc<PartitionIndex>> {
+        self.partitions.read().expect("time index map lock poisoned").get(topic_partition).cloned()
+    }
+
     /// Partitions indexed and points held, for the index metrics.
     pub fn stats(&self) -> (usize, usize) {
         let map = self.partitions.read().expect("time index map lock poisoned");

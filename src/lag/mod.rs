@@ -263,8 +263,10 @@ impl LagMonitor {
             let stuck = stuck
                 .into_iter()
                 .map(|(topic, partition, offset, frozen_for_ms)| {
-                    let quarantined =
-                        self.index.partition(&topic, partition).is_some_and(|index| index.was_quarantined(offset));
+                    let quarantined = self
+                        .index
+                        .partition_of(&(topic.clone(), partition))
+                        .is_some_and(|index| index.was_quarantined(offset));
                     let key = self.keys.key_at(&topic, partition, offset);
                     StuckPartition {
                         topic,
@@ -316,7 +318,7 @@ impl LagMonitor {
         lag_messages: i64,
         now_ms: i64,
     ) -> (f64, &'static str, i64) {
-        let indexed = self.index.partition(&tp.0, tp.1);
+        let indexed = self.index.partition_of(tp);
         let age = |timestamp_ms: i64| (now_ms - timestamp_ms).max(0) as f64 / 1e3;
         if lag_messages == 0 {
             // Caught up: 0 whatever the method; the label stays that of the
