@@ -274,11 +274,6 @@ pub struct LagClient {
     max_in_flight: usize,
 }
 
-// SAFETY: the raw pointers handled here are per call (queues, events,
-// options) and never shared between threads; the librdkafka handle itself is
-// thread-safe.
-unsafe impl Send for LagClient {}
-
 impl LagClient {
     /// `properties`: connection and security settings (the config's client
     /// properties). `request_timeout` bounds each admin request; at most
