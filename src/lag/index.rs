@@ -23,6 +23,10 @@
 //! exact for every offset, at one point per distinct millisecond at most
 //! (a partition receiving 100k records/s adds at most 1,000 points/s).
 //!
+//! Offsets skipped between two records read by this process (the partition
+//! was owned by another replica for a while) are marked by a gap point, and
+//! lookups there are not covered.
+//!
 //! The list holds at most `capacity` points (`lag.index_points_per_partition`,
 //! 16 bytes each). When it is full, every other point of its *older half* is
 //! dropped (the oldest point is always kept): recent offsets stay exact,
@@ -58,6 +62,11 @@ type HashMap<K, V> = ahash::AHashMap<K, V>;
 /// consumer stuck on a poison record is usually stuck on one of the last few
 /// poison records of its partition; 128 offsets cost 1 KiB per partition.
 const QUARANTINED_PER_PARTITION: usize = 128;
+
+/// Timestamp of a *gap point*: the offsets from it to the next point were
+/// not read by this process (the partition was owned by another replica for
+/// a while, or fetched past by a seek), so lookups there are not covered.
+const GAP: i64 = i64::MIN;
 
 /// What the index knows about the timestamp of one offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,10 +128,18 @@ impl PartitionIndex {
             return Lookup::NotCovered;
         }
         let (point_offset, timestamp_ms) = points.list[at_or_before - 1];
+        if timestamp_ms == GAP {
+            return Lookup::NotCovered;
+        }
         let error_bound_ms = if point_offset >= points.exact_from {
             0
         } else {
-            points.list.get(at_or_before).map_or(0, |(_, next_ts)| (next_ts - timestamp_ms).max(0))
+            // The next point with a timestamp (a gap point has none; the
+            // records of a gap lie between its neighbours all the same).
+            points.list[at_or_before..]
+                .iter()
+                .find(|(_, ts)| *ts != GAP)
+                .map_or(0, |(_, next_ts)| (next_ts - timestamp_ms).max(0))
         };
         Lookup::Found { timestamp_ms, error_bound_ms }
     }
@@ -152,18 +169,24 @@ impl PartitionIndex {
 
 /// Drops every other point of the older half, keeping the oldest point, and
 /// moves the exact boundary to the first point of the untouched newer half.
+/// A point right after a gap point is kept (dropping it would put its
+/// records under the gap), unless that would leave nothing to drop.
 fn thin_older_half(points: &mut Points) {
     let half = points.list.len() / 2;
+    let list = &points.list;
+    let mut keep: Vec<bool> = (0..list.len()).map(|i| i >= half || i % 2 == 0 || list[i - 1].1 == GAP).collect();
+    if keep.iter().all(|k| *k) {
+        keep = (0..list.len()).map(|i| i >= half || i % 2 == 0).collect();
+    }
     let mut index = 0;
     points.list.retain(|_| {
-        let keep = index >= half || index % 2 == 0;
+        let kept = keep[index];
         index += 1;
-        keep
+        kept
     });
-    // The newer half starts right after the kept older points; a lookup at
-    // the last kept older point has lost its right neighbour, so exactness
-    // starts at the first point that was in the newer half.
-    let kept_older = half.div_ceil(2);
+    // A lookup at the last kept older point may have lost its right
+    // neighbour, so exactness starts at the first point of the newer half.
+    let kept_older = keep[..half].iter().filter(|k| **k).count();
     points.exact_from = points.list.get(kept_older).map_or(i64::MAX, |(offset, _)| *offset);
 }
 
@@ -247,7 +270,15 @@ impl IndexWriter {
         if offset <= slot.last_offset {
             return;
         }
-        if timestamp_ms != slot.run_timestamp_ms || slot.last_offset < 0 {
+        // Offsets skipped since the last record: one is a transaction marker
+        // (it belongs to no run, the next record starts one); more are
+        // records this process did not read (another replica owned the
+        // partition meanwhile), marked as a gap so no lookup claims them.
+        let skipped = slot.last_offset >= 0 && offset > slot.last_offset + 1;
+        if skipped && offset > slot.last_offset + 2 {
+            slot.index.push_point(slot.last_offset + 1, GAP);
+        }
+        if timestamp_ms != slot.run_timestamp_ms || slot.last_offset < 0 || skipped {
             slot.index.push_point(offset, timestamp_ms);
             slot.run_timestamp_ms = timestamp_ms;
         }
@@ -377,6 +408,25 @@ mod tests {
         assert_eq!(partition.lookup(15), found(1009));
         assert_eq!(partition.lookup(16), Lookup::NotCovered);
         assert!(index.partition("t", 1).is_none());
+    }
+
+    #[test]
+    fn offsets_another_replica_read_are_not_covered() {
+        let index = Arc::new(TimeIndex::new(64));
+        let mut writer = IndexWriter::new(index.clone());
+        writer.record("t", 0, 0, Some(100));
+        writer.record("t", 0, 1, Some(100));
+        // Offsets 2..=9 were read elsewhere; 10 and 11 here, with the same timestamp as before.
+        writer.record("t", 0, 10, Some(100));
+        writer.record("t", 0, 11, Some(100));
+        // A transaction marker at 12, then 13.
+        writer.record("t", 0, 13, Some(100));
+        let partition = index.partition("t", 0).unwrap();
+        assert_eq!(partition.lookup(1), found(100));
+        assert_eq!(partition.lookup(2), Lookup::NotCovered);
+        assert_eq!(partition.lookup(9), Lookup::NotCovered);
+        assert_eq!(partition.lookup(10), found(100));
+        assert_eq!(partition.lookup(13), found(100));
     }
 
     #[test]
