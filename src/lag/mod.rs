@@ -21,14 +21,16 @@
 //! every other group to the high watermark. The broker does not tell which
 //! isolation level a group's consumers use, hence the setting.
 //!
-//! Files: [`client`] (admin requests), [`index`] (offset → timestamp, and
-//! the interpolation fallback), [`status`] (sliding-window rules),
+//! Files: [`client`] (admin requests, over `ffi`), [`index`] (offset →
+//! timestamp), [`interpolate`] (the fallback), [`status`] (sliding-window rules),
 //! [`report`] (what one poll publishes), [`api`] (HTTP handlers).
 //! docs/lag.md explains every figure.
 
 pub mod api;
 pub mod client;
+mod ffi;
 pub mod index;
+pub mod interpolate;
 mod keys;
 pub mod report;
 pub mod status;
@@ -43,7 +45,8 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, LagConfig};
 use crate::metrics::Metrics;
 use client::{ClientError, GroupState, GroupType, Isolation, LagClient, Topic};
-use index::{Estimate, HighWatermarkSamples, Lookup, TimeIndex};
+use index::{Lookup, TimeIndex};
+use interpolate::{Estimate, HighWatermarkSamples};
 pub use report::{GroupReport, LagSnapshot, PartitionReport, StuckPartition, TopicReport};
 use status::{PartitionWindow, Sample};
 
@@ -52,7 +55,7 @@ type HashMap<K, V> = ahash::AHashMap<K, V>;
 /// High-watermark samples kept per partition for interpolation. Idle runs
 /// keep two samples, so 128 cover at least 21 min of a partition written at
 /// every 10 s poll, and far longer for quieter ones; beyond that the lag is
-/// reported as a lower bound (see `index::Estimate::Before`).
+/// reported as a lower bound (see `interpolate::Estimate::Before`).
 const HIGH_WATERMARK_SAMPLES: usize = 128;
 
 /// The snapshot the lag thread publishes and the HTTP handlers read. The
