@@ -1,5 +1,5 @@
 # pipewarden: the two commands are `make demo` and `make test`.
-.PHONY: demo test bench build deps kafka-start kafka-stop stop check-config
+.PHONY: demo test bench bench-lag build deps kafka-start kafka-stop stop check-config
 
 # Local Kafka + pipewarden (config.toml) + simulated agent pipelines.
 demo:
@@ -12,6 +12,11 @@ test:
 # Raw consumer vs pipewarden on a preloaded topic; results in target/bench/.
 bench:
 	bash scripts/bench.sh
+
+# One lag cycle over 1,000 groups and 2,000 partitions created for the run
+# (then deleted); results in target/bench/lag.json.
+bench-lag:
+	bash scripts/bench.sh lag
 
 build: deps
 	cargo build --release --locked

@@ -333,3 +333,51 @@ fn a_stuck_partition_is_named_with_its_record_key_and_quarantine() {
 fn now_ms() -> i64 {
     pipewarden::lag::now_ms()
 }
+
+#[test]
+fn read_committed_groups_are_measured_to_the_last_stable_offset() {
+    let id = unique("it-lagtx");
+    let topic = format!("{id}.payments");
+    create_topics(&[(&topic, 1)]);
+    // Five committed records (offsets 0..=4), then a transaction left open
+    // with three more (5..=7): high watermark 8, last stable offset 5.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", format!("{id}-tx"))
+        .create()
+        .expect("transactional producer");
+    producer.init_transactions(Duration::from_secs(30)).expect("init transactions");
+    producer.begin_transaction().unwrap();
+    for n in 0..5 {
+        send(&producer, &topic, 0, "k", &valid_event("e", "p", n), now_ms());
+    }
+    producer.commit_transaction(Duration::from_secs(30)).expect("commit transaction");
+    producer.begin_transaction().unwrap();
+    for n in 5..8 {
+        send(&producer, &topic, 0, "k", &valid_event("e", "p", n), now_ms());
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let (committed_reader, plain_reader) = (format!("{id}-rc"), format!("{id}-ru"));
+    commit(&[
+        (committed_reader.clone(), vec![(topic.clone(), 0, 2)]),
+        (plain_reader.clone(), vec![(topic.clone(), 0, 2)]),
+    ]);
+    let include = format!("{}\\.nothing", regex::escape(&id));
+    let own_group = format!("{id}-pipewarden");
+    let mut options = DaemonOptions::new(&include, &own_group);
+    let extra = format!("{}read_committed = [\"{committed_reader}\"]\n", lag_config(&format!("{id}-r.")));
+    options.extra = &extra;
+    let mut daemon = Daemon::start(options);
+    let rc = wait_group(&mut daemon, &committed_reader, "the read_committed group", |r| r["partitions"][0].is_object());
+    let p = partition(&rc, &topic, 0);
+    assert_eq!(rc["isolation"], "read_committed", "{rc}");
+    // The commit marker of the first transaction takes offset 5: the open
+    // transaction's records are 6..=8, the high watermark 9, the last stable offset 6.
+    assert_eq!((p["high_watermark"].as_i64(), p["last_stable_offset"].as_i64()), (Some(9), Some(6)), "{p}");
+    assert_eq!(p["lag_messages"], 4);
+    let ru = wait_group(&mut daemon, &plain_reader, "the read_uncommitted group", |r| r["partitions"][0].is_object());
+    assert_eq!(ru["isolation"], "read_uncommitted");
+    assert_eq!(partition(&ru, &topic, 0)["lag_messages"], 7, "{ru}");
+    producer.abort_transaction(Duration::from_secs(30)).unwrap();
+}

@@ -21,11 +21,16 @@
 //!    (from /proc), and both use the same fetch settings.
 //! 4. Report: a table on stdout (one column per consumer), one summary line
 //!    per configuration, and JSON at `--out`.
+//!
+//! `pipewarden-bench lag` (`make bench-lag`) times the consumer lag cycle
+//! instead; see `bench/lag.rs`.
 
 // A binary's root resolves modules next to itself (src/bin/), so the
 // helpers in src/bin/bench/ are named explicitly.
 #[path = "bench/daemon.rs"]
 mod daemon;
+#[path = "bench/lag.rs"]
+mod lag;
 #[path = "bench/preload.rs"]
 mod preload;
 #[path = "bench/raw.rs"]
@@ -75,6 +80,9 @@ enum Child {
     /// Internal: the raw consumer of one round (run as a child process).
     #[command(hide = true)]
     RawConsumer(raw::RawArgs),
+    /// Times lag cycles over many groups and partitions created for the run
+    /// (default 1,000 groups over 2,000 partitions), then deletes them.
+    Lag(lag::LagArgs),
 }
 
 #[derive(clap::Args)]
@@ -245,6 +253,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.child {
         Some(Child::RawConsumer(args)) => raw::consume(&args).map(|()| ExitCode::SUCCESS),
+        Some(Child::Lag(args)) => lag::run(&args).map(|()| ExitCode::SUCCESS),
         None => bench(&cli.args),
     };
     match result {

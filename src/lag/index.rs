@@ -23,6 +23,10 @@
 //! exact for every offset, at one point per distinct millisecond at most
 //! (a partition receiving 100k records/s adds at most 1,000 points/s).
 //!
+//! Offsets skipped between two records read by this process (the partition
+//! was owned by another replica for a while) are marked by a gap point, and
+//! lookups there are not covered.
+//!
 //! The list holds at most `capacity` points (`lag.index_points_per_partition`,
 //! 16 bytes each). When it is full, every other point of its *older half* is
 //! dropped (the oldest point is always kept): recent offsets stay exact,
@@ -44,9 +48,7 @@
 //! thread (reader) locks a partition for one binary search per lookup, so
 //! the lock is never held long on either side.
 //!
-//! The interpolation fallback ([`HighWatermarkSamples`]) lives here too: for
-//! offsets the index does not cover, it estimates a record's time from the
-//! (high watermark, poll time) pairs the lag thread samples at every poll.
+//! For offsets the index does not cover, [`super::interpolate`] estimates.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -58,6 +60,11 @@ type HashMap<K, V> = ahash::AHashMap<K, V>;
 /// consumer stuck on a poison record is usually stuck on one of the last few
 /// poison records of its partition; 128 offsets cost 1 KiB per partition.
 const QUARANTINED_PER_PARTITION: usize = 128;
+
+/// Timestamp of a *gap point*: the offsets from it to the next point were
+/// not read by this process (the partition was owned by another replica for
+/// a while, or fetched past by a seek), so lookups there are not covered.
+const GAP: i64 = i64::MIN;
 
 /// What the index knows about the timestamp of one offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,10 +126,18 @@ impl PartitionIndex {
             return Lookup::NotCovered;
         }
         let (point_offset, timestamp_ms) = points.list[at_or_before - 1];
+        if timestamp_ms == GAP {
+            return Lookup::NotCovered;
+        }
         let error_bound_ms = if point_offset >= points.exact_from {
             0
         } else {
-            points.list.get(at_or_before).map_or(0, |(_, next_ts)| (next_ts - timestamp_ms).max(0))
+            // The next point with a timestamp (a gap point has none; the
+            // records of a gap lie between its neighbours all the same).
+            points.list[at_or_before..]
+                .iter()
+                .find(|(_, ts)| *ts != GAP)
+                .map_or(0, |(_, next_ts)| (next_ts - timestamp_ms).max(0))
         };
         Lookup::Found { timestamp_ms, error_bound_ms }
     }
@@ -152,18 +167,24 @@ impl PartitionIndex {
 
 /// Drops every other point of the older half, keeping the oldest point, and
 /// moves the exact boundary to the first point of the untouched newer half.
+/// A point right after a gap point is kept (dropping it would put its
+/// records under the gap), unless that would leave nothing to drop.
 fn thin_older_half(points: &mut Points) {
     let half = points.list.len() / 2;
+    let list = &points.list;
+    let mut keep: Vec<bool> = (0..list.len()).map(|i| i >= half || i % 2 == 0 || list[i - 1].1 == GAP).collect();
+    if keep.iter().all(|k| *k) {
+        keep = (0..list.len()).map(|i| i >= half || i % 2 == 0).collect();
+    }
     let mut index = 0;
     points.list.retain(|_| {
-        let keep = index >= half || index % 2 == 0;
+        let kept = keep[index];
         index += 1;
-        keep
+        kept
     });
-    // The newer half starts right after the kept older points; a lookup at
-    // the last kept older point has lost its right neighbour, so exactness
-    // starts at the first point that was in the newer half.
-    let kept_older = half.div_ceil(2);
+    // A lookup at the last kept older point may have lost its right
+    // neighbour, so exactness starts at the first point of the newer half.
+    let kept_older = keep[..half].iter().filter(|k| **k).count();
     points.exact_from = points.list.get(kept_older).map_or(i64::MAX, |(offset, _)| *offset);
 }
 
@@ -189,6 +210,13 @@ impl TimeIndex {
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionIndex>> {
         let map = self.partitions.read().expect("time index map lock poisoned");
         map.get(&(Arc::<str>::from(topic), partition)).cloned()
+    }
+
+    /// [`TimeIndex::partition`] for a caller that holds the shared topic
+    /// name already: no allocation per lookup (the lag thread does one per
+    /// committed partition and poll).
+    pub fn partition_of(&self, topic_partition: &(Arc<str>, i32)) -> Option<Arc<PartitionIndex>> {
+        self.partitions.read().expect("time index map lock poisoned").get(topic_partition).cloned()
     }
 
     /// Partitions indexed and points held, for the index metrics.
@@ -240,7 +268,15 @@ impl IndexWriter {
         if offset <= slot.last_offset {
             return;
         }
-        if timestamp_ms != slot.run_timestamp_ms || slot.last_offset < 0 {
+        // Offsets skipped since the last record: one is a transaction marker
+        // (it belongs to no run, the next record starts one); more are
+        // records this process did not read (another replica owned the
+        // partition meanwhile), marked as a gap so no lookup claims them.
+        let skipped = slot.last_offset >= 0 && offset > slot.last_offset + 1;
+        if skipped && offset > slot.last_offset + 2 {
+            slot.index.push_point(slot.last_offset + 1, GAP);
+        }
+        if timestamp_ms != slot.run_timestamp_ms || slot.last_offset < 0 || skipped {
             slot.index.push_point(offset, timestamp_ms);
             slot.run_timestamp_ms = timestamp_ms;
         }
@@ -274,74 +310,6 @@ impl IndexWriter {
     }
 }
 
-/// What the interpolation fallback estimates for one offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Estimate {
-    /// The record was appended between two polls; `timestamp_ms` is linear
-    /// between them by offset, the true time within `error_bound_ms` of it
-    /// (the two polls' distance).
-    Between { timestamp_ms: i64, error_bound_ms: i64 },
-    /// The record was appended before the oldest sample: `timestamp_ms` is
-    /// that sample's time, so the lag it gives is a lower bound.
-    Before { timestamp_ms: i64 },
-    /// No sample yet.
-    Unknown,
-}
-
-/// (high watermark, poll time) pairs of one partition, sampled at each poll,
-/// for the interpolation fallback. Bounded: `max_samples` pairs, and a run of
-/// polls with the same high watermark (an idle partition) keeps only its first
-/// and its latest sample.
-#[derive(Debug, Clone)]
-pub struct HighWatermarkSamples {
-    samples: VecDeque<(i64, i64)>,
-    max_samples: usize,
-}
-
-impl HighWatermarkSamples {
-    pub fn new(max_samples: usize) -> Self {
-        Self { samples: VecDeque::new(), max_samples: max_samples.max(2) }
-    }
-
-    pub fn push(&mut self, high_watermark: i64, at_ms: i64) {
-        let len = self.samples.len();
-        if len >= 2 && self.samples[len - 1].0 == high_watermark && self.samples[len - 2].0 == high_watermark {
-            self.samples[len - 1].1 = at_ms;
-            return;
-        }
-        // A high watermark going down (topic recreated, truncation) makes the
-        // older samples meaningless.
-        if self.samples.back().is_some_and(|(hw, _)| *hw > high_watermark) {
-            self.samples.clear();
-        }
-        if self.samples.len() >= self.max_samples {
-            self.samples.pop_front();
-        }
-        self.samples.push_back((high_watermark, at_ms));
-    }
-
-    /// When the record at `offset` was appended.
-    pub fn estimate(&self, offset: i64) -> Estimate {
-        // The first sample whose high watermark is past the offset: the
-        // record existed at that poll and not at the one before.
-        let after = self.samples.partition_point(|(hw, _)| *hw <= offset);
-        if after == self.samples.len() {
-            return Estimate::Unknown;
-        }
-        let (hw_after, t_after) = self.samples[after];
-        if after == 0 {
-            return Estimate::Before { timestamp_ms: t_after };
-        }
-        let (hw_before, t_before) = self.samples[after - 1];
-        // Offsets hw_before..hw_after were appended in (t_before, t_after];
-        // place the offset linearly in that span.
-        let span = (hw_after - hw_before).max(1) as f64;
-        let fraction = ((offset + 1 - hw_before) as f64 / span).clamp(0.0, 1.0);
-        let timestamp_ms = t_before + (fraction * (t_after - t_before) as f64).round() as i64;
-        Estimate::Between { timestamp_ms, error_bound_ms: (t_after - t_before).max(0) }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +338,25 @@ mod tests {
         assert_eq!(partition.lookup(15), found(1009));
         assert_eq!(partition.lookup(16), Lookup::NotCovered);
         assert!(index.partition("t", 1).is_none());
+    }
+
+    #[test]
+    fn offsets_another_replica_read_are_not_covered() {
+        let index = Arc::new(TimeIndex::new(64));
+        let mut writer = IndexWriter::new(index.clone());
+        writer.record("t", 0, 0, Some(100));
+        writer.record("t", 0, 1, Some(100));
+        // Offsets 2..=9 were read elsewhere; 10 and 11 here, with the same timestamp as before.
+        writer.record("t", 0, 10, Some(100));
+        writer.record("t", 0, 11, Some(100));
+        // A transaction marker at 12, then 13.
+        writer.record("t", 0, 13, Some(100));
+        let partition = index.partition("t", 0).unwrap();
+        assert_eq!(partition.lookup(1), found(100));
+        assert_eq!(partition.lookup(2), Lookup::NotCovered);
+        assert_eq!(partition.lookup(9), Lookup::NotCovered);
+        assert_eq!(partition.lookup(10), found(100));
+        assert_eq!(partition.lookup(13), found(100));
     }
 
     #[test]
@@ -457,32 +444,5 @@ mod tests {
             assert_eq!(partition.lookup(truth.last().unwrap().0 + 1), Lookup::NotCovered);
             assert_eq!(partition.lookup(truth[0].0 - 1), Lookup::NotCovered);
         }
-    }
-
-    #[test]
-    fn interpolation_places_an_offset_between_two_polls() {
-        let mut samples = HighWatermarkSamples::new(16);
-        assert_eq!(samples.estimate(0), Estimate::Unknown);
-        samples.push(100, 10_000);
-        samples.push(200, 20_000);
-        // Offset 149 is the 50th record appended between the polls.
-        assert_eq!(samples.estimate(149), Estimate::Between { timestamp_ms: 15_000, error_bound_ms: 10_000 });
-        assert_eq!(samples.estimate(50), Estimate::Before { timestamp_ms: 10_000 });
-        // Not appended yet at the last poll.
-        assert_eq!(samples.estimate(200), Estimate::Unknown);
-    }
-
-    #[test]
-    fn idle_runs_keep_their_first_and_latest_sample() {
-        let mut samples = HighWatermarkSamples::new(4);
-        samples.push(10, 1_000);
-        for at in 2..=50 {
-            samples.push(20, at * 1_000);
-        }
-        assert_eq!(samples.samples, VecDeque::from(vec![(10, 1_000), (20, 2_000), (20, 50_000)]));
-        // Offset 15 appeared between 1 s and 2 s, however long the partition idles after.
-        assert!(matches!(samples.estimate(15), Estimate::Between { error_bound_ms: 1_000, .. }));
-        samples.push(5, 60_000);
-        assert_eq!(samples.samples, VecDeque::from(vec![(5, 60_000)]), "a shrinking watermark resets");
     }
 }

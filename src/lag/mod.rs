@@ -21,14 +21,16 @@
 //! every other group to the high watermark. The broker does not tell which
 //! isolation level a group's consumers use, hence the setting.
 //!
-//! Files: [`client`] (admin requests), [`index`] (offset → timestamp, and
-//! the interpolation fallback), [`status`] (sliding-window rules),
+//! Files: [`client`] (admin requests, over `ffi`), [`index`] (offset →
+//! timestamp), [`interpolate`] (the fallback), [`status`] (sliding-window rules),
 //! [`report`] (what one poll publishes), [`api`] (HTTP handlers).
 //! docs/lag.md explains every figure.
 
 pub mod api;
 pub mod client;
+mod ffi;
 pub mod index;
+pub mod interpolate;
 mod keys;
 pub mod report;
 pub mod status;
@@ -43,7 +45,8 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, LagConfig};
 use crate::metrics::Metrics;
 use client::{ClientError, GroupState, GroupType, Isolation, LagClient, Topic};
-use index::{Estimate, HighWatermarkSamples, Lookup, TimeIndex};
+use index::{Lookup, TimeIndex};
+use interpolate::{Estimate, HighWatermarkSamples};
 pub use report::{GroupReport, LagSnapshot, PartitionReport, StuckPartition, TopicReport};
 use status::{PartitionWindow, Sample};
 
@@ -52,7 +55,7 @@ type HashMap<K, V> = ahash::AHashMap<K, V>;
 /// High-watermark samples kept per partition for interpolation. Idle runs
 /// keep two samples, so 128 cover at least 21 min of a partition written at
 /// every 10 s poll, and far longer for quieter ones; beyond that the lag is
-/// reported as a lower bound (see `index::Estimate::Before`).
+/// reported as a lower bound (see `interpolate::Estimate::Before`).
 const HIGH_WATERMARK_SAMPLES: usize = 128;
 
 /// The snapshot the lag thread publishes and the HTTP handlers read. The
@@ -263,8 +266,10 @@ impl LagMonitor {
             let stuck = stuck
                 .into_iter()
                 .map(|(topic, partition, offset, frozen_for_ms)| {
-                    let quarantined =
-                        self.index.partition(&topic, partition).is_some_and(|index| index.was_quarantined(offset));
+                    let quarantined = self
+                        .index
+                        .partition_of(&(topic.clone(), partition))
+                        .is_some_and(|index| index.was_quarantined(offset));
                     let key = self.keys.key_at(&topic, partition, offset);
                     StuckPartition {
                         topic,
@@ -316,7 +321,7 @@ impl LagMonitor {
         lag_messages: i64,
         now_ms: i64,
     ) -> (f64, &'static str, i64) {
-        let indexed = self.index.partition(&tp.0, tp.1);
+        let indexed = self.index.partition_of(tp);
         let age = |timestamp_ms: i64| (now_ms - timestamp_ms).max(0) as f64 / 1e3;
         if lag_messages == 0 {
             // Caught up: 0 whatever the method; the label stays that of the

@@ -73,7 +73,7 @@ impl Kafka {
         Ok(Some(state))
     }
 
-    fn delete_topic(&self, topic: &str) -> anyhow::Result<()> {
+    pub fn delete_topic(&self, topic: &str) -> anyhow::Result<()> {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = self.runtime.block_on(self.admin.delete_topics(&[topic], &opts))?;
         for result in results {
@@ -92,7 +92,7 @@ impl Kafka {
         Ok(())
     }
 
-    fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    pub fn create_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -124,6 +124,32 @@ impl Kafka {
                 bail!("topic {topic} has no leaders 60 s after creation");
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Deletes many topics in one request and waits until the metadata lists
+    /// none of them (watermarks are not read: they fail while a deletion is
+    /// in progress).
+    pub fn delete_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in self.runtime.block_on(self.admin.delete_topics(&names, &opts))? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((name, code)) => bail!("deleting topic {name}: {code}"),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let metadata = self.meta.fetch_metadata(None, METADATA_TIMEOUT)?;
+            let left = metadata.topics().iter().filter(|t| names.contains(&t.name())).count();
+            if left == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{left} topic(s) still listed 60 s after deletion");
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
