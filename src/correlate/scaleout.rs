@@ -329,6 +329,18 @@ pub struct Started {
     pub consumer: Option<ObservationConsumer>,
 }
 
+impl Started {
+    /// Installs the per-event callback (span export) on this replica's
+    /// correlator, whichever thread it will run on.
+    pub fn set_sink(&mut self, sink: Box<dyn super::EventSink>) {
+        match (&mut self.input, &mut self.consumer) {
+            (super::Input::InProcess(correlator), _) => correlator.set_sink(sink),
+            (_, Some(consumer)) => consumer.correlator.set_sink(sink),
+            (super::Input::Kafka(_), None) => {}
+        }
+    }
+}
+
 /// Builds correlation for the configured mode.
 pub fn start(config: &Config, metrics: Arc<Metrics>, budgets: Arc<crate::cost::Budgets>) -> anyhow::Result<Started> {
     let correlator = Correlator::new(config, metrics.clone()).with_budgets(budgets);
