@@ -6,7 +6,7 @@
 //! the whole file is reported at once. Prices are turned into integer
 //! pico-dollars per token here, so the hot path multiplies integers and the
 //! cost sums are exact (see `docs/cost.md`). An optional LiteLLM price file
-//! (see [`super::litellm`]) is read here too, so a bad file is a
+//! (see [`litellm`]) is read here too, so a bad file is a
 //! configuration problem with its key path, not a runtime surprise.
 
 use std::collections::HashMap;
@@ -16,6 +16,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::{parse_source, ConfigProblem, ProblemKind, Source};
+
+pub mod litellm;
 
 /// Pico-dollars (1e-12 USD) per USD.
 pub const PICO_PER_USD: f64 = 1e12;
@@ -321,7 +323,7 @@ pub fn validate_cost(raw: RawCost, budgets: Vec<RawBudget>, problems: &mut Vec<C
     let imported_prices = if raw.litellm_prices.trim().is_empty() {
         HashMap::new()
     } else {
-        match super::litellm::load(&PathBuf::from(raw.litellm_prices.trim())) {
+        match litellm::load(&PathBuf::from(raw.litellm_prices.trim())) {
             Ok(prices) => prices,
             Err(message) => {
                 problem(problems, "cost.litellm_prices".into(), ProblemKind::InvalidValue(message));

@@ -27,7 +27,6 @@ use serde::Deserialize;
 pub mod cost;
 pub mod dlq;
 pub mod governance;
-pub mod litellm;
 
 pub use cost::{BudgetConfig, BudgetScope, CostConfig, Price, PriceRule, UsageSource};
 pub use dlq::DlqConfig;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::cost::{pico_per_token_from_usd_per_token, Price};
+use super::{pico_per_token_from_usd_per_token, Price};
 
 /// One entry of a LiteLLM price file; other keys (context window, mode,
 /// provider, per-image prices...) are ignored.
