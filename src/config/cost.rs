@@ -6,8 +6,8 @@
 //! the whole file is reported at once. Prices are turned into integer
 //! pico-dollars per token here, so the hot path multiplies integers and the
 //! cost sums are exact (see `docs/cost.md`). An optional LiteLLM price file
-//! (`model_prices_and_context_window.json` shape) is read here too, so a bad
-//! file is a configuration problem with its key path, not a runtime surprise.
+//! (see [`litellm`]) is read here too, so a bad file is a
+//! configuration problem with its key path, not a runtime surprise.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::{parse_source, ConfigProblem, ProblemKind, Source};
+
+pub mod litellm;
 
 /// Pico-dollars (1e-12 USD) per USD.
 pub const PICO_PER_USD: f64 = 1e12;
@@ -321,7 +323,7 @@ pub fn validate_cost(raw: RawCost, budgets: Vec<RawBudget>, problems: &mut Vec<C
     let imported_prices = if raw.litellm_prices.trim().is_empty() {
         HashMap::new()
     } else {
-        match load_litellm(&PathBuf::from(raw.litellm_prices.trim())) {
+        match litellm::load(&PathBuf::from(raw.litellm_prices.trim())) {
             Ok(prices) => prices,
             Err(message) => {
                 problem(problems, "cost.litellm_prices".into(), ProblemKind::InvalidValue(message));
@@ -478,51 +480,6 @@ fn validate_price(index: usize, raw: &RawPrice, problems: &mut Vec<ConfigProblem
     })
 }
 
-/// One entry of a LiteLLM price file; other keys (context window, mode,
-/// provider, per-image prices...) are ignored.
-#[derive(Debug, Deserialize)]
-struct LiteLlmEntry {
-    input_cost_per_token: Option<f64>,
-    output_cost_per_token: Option<f64>,
-    cache_read_input_token_cost: Option<f64>,
-    cache_creation_input_token_cost: Option<f64>,
-    output_cost_per_reasoning_token: Option<f64>,
-}
-
-/// Reads a LiteLLM `model_prices_and_context_window.json`-shaped file:
-/// an object from model name to prices in USD per token. Entries without
-/// both an input and an output price (image or audio models, the
-/// `sample_spec` documentation entry) are skipped.
-pub fn load_litellm(path: &std::path::Path) -> Result<HashMap<String, Price>, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    parse_litellm(&text).map_err(|err| format!("{}: {err}", path.display()))
-}
-
-pub fn parse_litellm(text: &str) -> Result<HashMap<String, Price>, String> {
-    let entries: HashMap<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|err| format!("not a LiteLLM price file: {err}"))?;
-    let mut prices = HashMap::new();
-    for (model, value) in entries {
-        let Ok(entry) = serde_json::from_value::<LiteLlmEntry>(value) else { continue };
-        let valid = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
-        let (Some(input), Some(output)) = (valid(entry.input_cost_per_token), valid(entry.output_cost_per_token))
-        else {
-            continue;
-        };
-        let input = pico_per_token_from_usd_per_token(input);
-        let output = pico_per_token_from_usd_per_token(output);
-        let price = Price {
-            input,
-            cached_input: valid(entry.cache_read_input_token_cost).map_or(input, pico_per_token_from_usd_per_token),
-            cache_write: valid(entry.cache_creation_input_token_cost).map_or(input, pico_per_token_from_usd_per_token),
-            output,
-            reasoning: valid(entry.output_cost_per_reasoning_token).map_or(output, pico_per_token_from_usd_per_token),
-        };
-        prices.insert(model, price);
-    }
-    Ok(prices)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,26 +576,6 @@ mod tests {
             assert!(paths.contains(&path), "missing {path}: {found:#?}");
         }
         assert_eq!(found.len(), 13, "{found:#?}");
-    }
-
-    #[test]
-    fn litellm_files_are_read_per_token() {
-        let text = r#"{
-            "sample_spec": {"max_tokens": "set to max_output_tokens if provider specifies it"},
-            "gpt-4o-mini": {"input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07,
-                            "cache_read_input_token_cost": 7.5e-08, "litellm_provider": "openai", "mode": "chat"},
-            "o3": {"input_cost_per_token": 2e-06, "output_cost_per_token": 8e-06,
-                   "output_cost_per_reasoning_token": 9e-06},
-            "dall-e-3": {"output_cost_per_image": 0.04}
-        }"#;
-        let prices = parse_litellm(text).unwrap();
-        assert_eq!(prices.len(), 2);
-        assert_eq!(
-            prices["gpt-4o-mini"],
-            Price { input: 150_000, cached_input: 75_000, cache_write: 150_000, output: 600_000, reasoning: 600_000 }
-        );
-        assert_eq!(prices["o3"].reasoning, 9_000_000);
-        assert!(parse_litellm("[1]").is_err());
     }
 
     #[test]

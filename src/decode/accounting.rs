@@ -98,23 +98,29 @@ impl AccountingSources {
             match &captured[slot?] {
                 Captured::Number(n) => Some(*n),
                 Captured::Str(text) => text.parse().ok(),
+                Captured::Escaped(text) => text.parse().ok(),
                 _ => None,
             }
         };
         let mut accounting = Accounting::default();
         for (index, shape) in self.shapes.iter().enumerate() {
-            let present = match shape.detect {
-                Some(slot) => !matches!(captured[slot], Captured::Absent),
-                None => true,
-            };
-            if !present {
-                continue;
-            }
-            let [input, output, cache_read, cache_write, reasoning] = shape.figures.map(|s| count(captured, s));
+            // Most records carry no usage: two reads per shape decide that.
+            let [input, output, cache_read, cache_write, reasoning] = shape.figures;
+            let (input, output) = (count(captured, input), count(captured, output));
             if input.is_none() && output.is_none() {
                 continue;
             }
-            accounting.usage = Some(RawUsage { shape: index as u8, input, output, cache_read, cache_write, reasoning });
+            if shape.detect.is_some_and(|slot| matches!(captured[slot], Captured::Absent)) {
+                continue;
+            }
+            accounting.usage = Some(RawUsage {
+                shape: index as u8,
+                input,
+                output,
+                cache_read: count(captured, cache_read),
+                cache_write: count(captured, cache_write),
+                reasoning: count(captured, reasoning),
+            });
             break;
         }
         if accounting.usage.is_some() {
@@ -128,7 +134,8 @@ impl AccountingSources {
 
 fn take_text<'a>(captured: &mut [Captured<'a>], slot: usize) -> Option<Cow<'a, str>> {
     match std::mem::take(&mut captured[slot]) {
-        Captured::Str(text) if !text.is_empty() => Some(text),
+        Captured::Str(text) if !text.is_empty() => Some(Cow::Borrowed(text)),
+        Captured::Escaped(text) if !text.is_empty() => Some(Cow::Owned(text.into_string())),
         _ => None,
     }
 }
@@ -296,6 +303,13 @@ mod tests {
             }
             println!("{name} ({} bytes): envelope only {a:.0} ns, with cost and dlq pointers {b:.0} ns", payload.len());
         }
+    }
+
+    #[test]
+    fn captures_stay_small_and_escaped_models_are_unescaped() {
+        assert_eq!(std::mem::size_of::<Captured<'_>>(), 24);
+        let (_, model) = usage(r#"{"model":"gpt-\u0034o","usage":{"prompt_tokens":"7"}}"#);
+        assert_eq!(model.as_deref(), Some("gpt-4o"));
     }
 
     #[test]

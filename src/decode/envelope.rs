@@ -32,7 +32,7 @@ use crate::config::{Config, EnvelopeConfig, Source};
 
 /// Most JSON pointers all envelope fields together may use; keeps the
 /// per-record capture array on the stack. The defaults use 7 envelope
-/// pointers and 24 accounting pointers; 48 leaves room for custom sources
+/// pointers and 26 accounting pointers; 48 leaves room for custom sources
 /// while the array (48 × 24 bytes) stays small enough to clear per record.
 pub const MAX_POINTERS: usize = 48;
 
@@ -205,12 +205,16 @@ impl Node {
     }
 }
 
-/// What the walk found at one pointer.
+/// What the walk found at one pointer. 24 bytes (a `Cow` plus a count
+/// would make 32): the capture array is cleared and dropped per record.
 #[derive(Debug, Default)]
 pub(super) enum Captured<'a> {
     #[default]
     Absent,
-    Str(Cow<'a, str>),
+    /// A string borrowed from the payload.
+    Str(&'a str),
+    /// A string with escape sequences, unescaped into its own allocation.
+    Escaped(Box<str>),
     /// A non-negative integer (token counts); not a string for the envelope.
     Number(u64),
     /// Present but neither a string nor a count (negative or fractional
@@ -378,8 +382,9 @@ impl EnvelopeExtractor {
         for source in sources {
             match source {
                 Resolved::Slot(slot) => match std::mem::take(&mut captured[*slot]) {
-                    Captured::Str(text) if !text.is_empty() => return Some(text),
-                    Captured::Str(_) | Captured::Absent => {}
+                    Captured::Str(text) if !text.is_empty() => return Some(Cow::Borrowed(text)),
+                    Captured::Escaped(text) if !text.is_empty() => return Some(Cow::Owned(text.into_string())),
+                    Captured::Str(_) | Captured::Escaped(_) | Captured::Absent => {}
                     Captured::Number(_) | Captured::WrongType => problems.insert(EnvelopeProblem::InvalidFieldType),
                 },
                 Resolved::Header(name) => match headers.last(name).map(std::str::from_utf8) {
@@ -445,14 +450,14 @@ impl<'de, 'n, 'c> Visitor<'de> for NodeVisitor<'n, 'c, 'de> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<bool, E> {
-        Ok(self.capture(Captured::Str(Cow::Borrowed(value))))
+        Ok(self.capture(Captured::Str(value)))
     }
     fn visit_str<E: de::Error>(self, value: &str) -> Result<bool, E> {
         // Only strings with escape sequences get here: they must be copied.
-        Ok(self.capture(Captured::Str(Cow::Owned(value.to_owned()))))
+        Ok(self.capture(Captured::Escaped(value.into())))
     }
     fn visit_string<E: de::Error>(self, value: String) -> Result<bool, E> {
-        Ok(self.capture(Captured::Str(Cow::Owned(value))))
+        Ok(self.capture(Captured::Escaped(value.into_boxed_str())))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
         Ok(self.capture(Captured::WrongType))
