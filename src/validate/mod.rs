@@ -298,6 +298,8 @@ impl Validator {
                 quarantine: policy.invalid == Action::Quarantine,
             })
         };
+        // What the schema check concluded, if nothing below makes the record invalid.
+        let mut passed = Verdict::Valid;
         match lookup {
             Some(Lookup::Ready(schema)) => {
                 if let Err(violation) = schema.validate(body) {
@@ -316,9 +318,11 @@ impl Validator {
                 None if policy.schema == SchemaRequirement::Required => {
                     return invalid(Reason::UnknownSchema, "no schema registered for the record's subject".into())
                 }
-                None => return Checked::new(Verdict::Unverified(UnverifiedReason::NoSchema)),
+                // Without a schema the record is unverified, and still
+                // gets the key and PII checks below.
+                None => passed = Verdict::Unverified(UnverifiedReason::NoSchema),
             },
-            Some(Lookup::Invalid) => return Checked::new(Verdict::Unverified(UnverifiedReason::UnusableSchema)),
+            Some(Lookup::Invalid) => passed = Verdict::Unverified(UnverifiedReason::UnusableSchema),
             Some(Lookup::Pending) => {
                 // A first lookup on a healthy registry waits briefly; only an
                 // outage may let records through unverified, if so configured.
@@ -349,7 +353,7 @@ impl Validator {
 
         // 7. PII.
         let compiled = &self.policies[index];
-        let mut checked = Checked::new(Verdict::Valid);
+        let mut checked = Checked::new(passed);
         if compiled.policy.pii != Action::Off && is_json {
             if let Ok(found) = compiled.pii.scan_json(body) {
                 checked.pii = found;
@@ -608,6 +612,17 @@ mod tests {
         // A PII-quarantining policy makes it invalid (after its schema check).
         let mut q = validator("topics = [\".*\"]\npii = \"quarantine\"");
         assert_eq!(reason(&check(&mut q, "orders", Some(&contact))), Some(("pii", true)));
+    }
+
+    #[test]
+    fn records_without_a_schema_are_still_scanned_for_pii() {
+        let contact = event(r#"{"id":"o-1","contact":"jane.doe@example.com"}"#);
+        let mut quarantining = validator("topics = [\".*\"]\npii = \"quarantine\"");
+        assert_eq!(reason(&check(&mut quarantining, "payments", Some(&contact))), Some(("pii", true)));
+        let mut counting = validator("topics = [\".*\"]\npii = \"count\"");
+        let checked = check(&mut counting, "payments", Some(&contact));
+        assert_eq!(checked.verdict, Verdict::Unverified(UnverifiedReason::NoSchema));
+        assert!(checked.pii.contains(PiiKind::Email));
     }
 
     #[test]
