@@ -336,7 +336,7 @@ impl Ingest {
         }
         self.correlation.observe(&observation, now_us / 1_000);
         if let Some(spans) = &self.spans {
-            spans.observe(&record, &envelope, &checked.verdict);
+            spans.observe(&record, &envelope, &checked.verdict, event_cost.as_ref());
         }
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {

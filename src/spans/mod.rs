@@ -311,7 +311,13 @@ impl SpanSink {
     /// The ingest hook: the span of one processed record. Model and token
     /// usage are not known here (the correlator adds them through `offer`);
     /// `previous` is left to the exporter's per-trace chain.
-    pub fn observe<H: Headers + ?Sized>(&self, record: &Record<'_, H>, envelope: &Envelope<'_>, verdict: &Verdict) {
+    pub fn observe<H: Headers + ?Sized>(
+        &self,
+        record: &Record<'_, H>,
+        envelope: &Envelope<'_>,
+        verdict: &Verdict,
+        cost: Option<&crate::cost::EventCost>,
+    ) {
         let Some(verdict) = SpanVerdict::from_verdict(verdict) else { return };
         self.offer(&SpanEvent {
             traceparent: record.headers.last(&self.traceparent_header),
@@ -326,8 +332,19 @@ impl SpanSink {
             record_timestamp_us: record.timestamp_ms.map(|ms| ms.saturating_mul(1_000)),
             producer: envelope.producer.as_deref(),
             verdict,
-            model: None,
-            tokens: TokenUsage::default(),
+            model: envelope.accounting.model.as_deref(),
+            // Back from pipewarden's disjoint buckets to the GenAI
+            // attributes' meaning: input includes cache reads and writes,
+            // output includes reasoning.
+            tokens: cost.map_or_else(TokenUsage::default, |cost| {
+                let t = &cost.tokens;
+                TokenUsage {
+                    input: Some(t.input + t.cached_input + t.cache_write),
+                    output: Some(t.output + t.reasoning),
+                    cached: Some(t.cached_input),
+                    reasoning: Some(t.reasoning),
+                }
+            }),
             previous: None,
         });
     }
