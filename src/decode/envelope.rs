@@ -298,7 +298,7 @@ impl EnvelopeExtractor {
         }
 
         for (field, sources) in &self.fields {
-            let value = self.resolve(sources, captured, headers, &mut envelope.problems);
+            let value = self.resolve(sources, &*captured, headers, &mut envelope.problems);
             match (field, value) {
                 (Field::CreatedAt, Some(text)) => match OffsetDateTime::parse(&text, &Rfc3339) {
                     Ok(time) => envelope.created_at_us = Some((time.unix_timestamp_nanos() / 1_000) as i64),
@@ -321,14 +321,18 @@ impl EnvelopeExtractor {
     fn resolve<'a, H: Headers + ?Sized>(
         &self,
         sources: &[Resolved],
-        captured: &mut [Captured<'a>],
+        captured: &[Captured<'a>],
         headers: &'a H,
         problems: &mut Problems,
     ) -> Option<Cow<'a, str>> {
         for source in sources {
             match source {
-                Resolved::Slot(slot) => match std::mem::take(&mut captured[*slot]) {
-                    Captured::Str(text) if !text.is_empty() => return Some(text),
+                // Read, not taken: two fields may share a pointer (e.g.
+                // `event_id = ["/trace_id"]`), and the second must see the
+                // value too. Cloning a borrowed value copies a pointer; only
+                // strings with escapes (owned) are copied.
+                Resolved::Slot(slot) => match &captured[*slot] {
+                    Captured::Str(text) if !text.is_empty() => return Some(text.clone()),
                     Captured::Str(_) | Captured::Absent => {}
                     Captured::WrongType => problems.insert(EnvelopeProblem::InvalidFieldType),
                 },
@@ -551,6 +555,20 @@ mod tests {
         assert_eq!(envelope.producer.as_deref(), Some("classifier"));
         let envelope = extractor.extract(Some(payload), NO_HEADERS);
         assert_eq!(envelope.event_type.as_deref(), Some("from-payload"));
+    }
+
+    #[test]
+    fn a_pointer_shared_by_two_fields_fills_both() {
+        // Found by the envelope fuzz target's reference check: the first
+        // field used to take the captured value, so the second field read
+        // nothing and reported itself missing.
+        let extractor =
+            extractor("[envelope]\nevent_type = [\"/meta/type\"]\nschema_version = [\"header:v\", \"/meta/type\"]\n");
+        let payload = br#"{"meta":{"type":"doc.\u0065xtracted"}}"#;
+        let envelope = extractor.extract(Some(payload), NO_HEADERS);
+        assert_eq!(envelope.event_type.as_deref(), Some("doc.extracted"));
+        assert_eq!(envelope.schema_version.as_deref(), Some("doc.extracted"));
+        assert!(!envelope.problems.contains(EnvelopeProblem::MissingSchemaVersion));
     }
 
     #[test]
