@@ -361,7 +361,14 @@ enum WalkError {
 /// On error nothing stays captured: a field read before the document turned
 /// out to be broken must not be reported as if the record were valid.
 fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Result<(), WalkError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    // JSON is UTF-8 (RFC 8259). serde_json checks the strings it returns but
+    // not the ones `IgnoredAny` skips, so invalid bytes in an unwanted key or
+    // value would pass as well-formed JSON; one up-front check covers them
+    // all (and lets the parser skip its own per-string checks).
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err(WalkError::Invalid);
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = match (&mut deserializer).deserialize_any(NodeVisitor { node: root, captured: &mut *captured }) {
         Ok(is_object) => match deserializer.end() {
             Ok(()) if is_object => Ok(()),
@@ -618,6 +625,19 @@ mod tests {
             let envelope = extractor.extract(Some(payload), NO_HEADERS);
             assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![*expected], "{payload:?}");
             assert!(envelope.event_type.is_none(), "a broken record has no event type: {payload:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_skipped_subtree_is_invalid_json() {
+        // Found by the envelope fuzz target (serde_json refuses the document,
+        // the walk accepted it): skipped strings were not checked for UTF-8.
+        let extractor = default_extractor();
+        for payload in [&b"{\"event_type\":\"x\",\"a\":[{\"\x8fb\":1}]}"[..], b"{\"event_type\":\"x\",\"b\":\"\xff\"}"]
+        {
+            let envelope = extractor.extract(Some(payload), NO_HEADERS);
+            assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![EnvelopeProblem::InvalidJson]);
+            assert!(envelope.event_type.is_none());
         }
     }
 
