@@ -1,5 +1,5 @@
 # pipewarden: the two commands are `make demo` and `make test`.
-.PHONY: demo test bench bench-lag build deps kafka-start kafka-stop stop check-config
+.PHONY: demo test bench bench-lag build deps kafka-start kafka-stop stop check-config fuzz
 
 # Local Kafka + pipewarden (config.toml) + simulated agent pipelines.
 demo:
@@ -17,6 +17,11 @@ bench:
 # (then deleted); results in target/bench/lag.json.
 bench-lag:
 	bash scripts/bench.sh lag
+
+# The fuzz targets (nightly Rust, cargo-fuzz), one after another,
+# FUZZ_SECONDS each (default 60); see scripts/fuzz.sh and docs/reliability.md.
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 build: deps
 	cargo build --release --locked

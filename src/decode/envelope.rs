@@ -349,7 +349,7 @@ impl EnvelopeExtractor {
         }
 
         for (field, sources) in &self.fields {
-            let value = self.resolve(sources, captured, headers, &mut envelope.problems);
+            let value = self.resolve(sources, &*captured, headers, &mut envelope.problems);
             match (field, value) {
                 (Field::CreatedAt, Some(text)) => match OffsetDateTime::parse(&text, &Rfc3339) {
                     Ok(time) => envelope.created_at_us = Some((time.unix_timestamp_nanos() / 1_000) as i64),
@@ -375,15 +375,19 @@ impl EnvelopeExtractor {
     fn resolve<'a, H: Headers + ?Sized>(
         &self,
         sources: &[Resolved],
-        captured: &mut [Captured<'a>],
+        captured: &[Captured<'a>],
         headers: &'a H,
         problems: &mut Problems,
     ) -> Option<Cow<'a, str>> {
         for source in sources {
             match source {
-                Resolved::Slot(slot) => match std::mem::take(&mut captured[*slot]) {
-                    Captured::Str(text) if !text.is_empty() => return Some(Cow::Borrowed(text)),
-                    Captured::Escaped(text) if !text.is_empty() => return Some(Cow::Owned(text.into_string())),
+                // Read, not taken: two fields may share a pointer (e.g.
+                // `event_id = ["/trace_id"]`), and the second must see the
+                // value too. A borrowed value is a pointer copy; only strings
+                // with escapes (already owned) are copied.
+                Resolved::Slot(slot) => match &captured[*slot] {
+                    Captured::Str(text) if !text.is_empty() => return Some(Cow::Borrowed(*text)),
+                    Captured::Escaped(text) if !text.is_empty() => return Some(Cow::Owned(text.to_string())),
                     Captured::Str(_) | Captured::Escaped(_) | Captured::Absent => {}
                     Captured::Number(_) | Captured::WrongType => problems.insert(EnvelopeProblem::InvalidFieldType),
                 },
@@ -412,7 +416,14 @@ enum WalkError {
 /// On error nothing stays captured: a field read before the document turned
 /// out to be broken must not be reported as if the record were valid.
 fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Result<(), WalkError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    // JSON is UTF-8 (RFC 8259). serde_json checks the strings it returns but
+    // not the ones `IgnoredAny` skips, so invalid bytes in an unwanted key or
+    // value would pass as well-formed JSON; one up-front check covers them
+    // all (and lets the parser skip its own per-string checks).
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err(WalkError::Invalid);
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = match (&mut deserializer).deserialize_any(NodeVisitor { node: root, captured: &mut *captured }) {
         Ok(is_object) => match deserializer.end() {
             Ok(()) if is_object => Ok(()),
@@ -612,6 +623,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pointer_shared_by_two_fields_fills_both() {
+        // Found by the envelope fuzz target's reference check: the first
+        // field used to take the captured value, so the second field read
+        // nothing and reported itself missing.
+        let extractor =
+            extractor("[envelope]\nevent_type = [\"/meta/type\"]\nschema_version = [\"header:v\", \"/meta/type\"]\n");
+        let payload = br#"{"meta":{"type":"doc.\u0065xtracted"}}"#;
+        let envelope = extractor.extract(Some(payload), NO_HEADERS);
+        assert_eq!(envelope.event_type.as_deref(), Some("doc.extracted"));
+        assert_eq!(envelope.schema_version.as_deref(), Some("doc.extracted"));
+        assert!(!envelope.problems.contains(EnvelopeProblem::MissingSchemaVersion));
+    }
+
+    #[test]
     fn missing_fields_are_each_reported() {
         let envelope = default_extractor().extract(Some(b"{}"), NO_HEADERS);
         for problem in [
@@ -658,6 +683,19 @@ mod tests {
             let envelope = extractor.extract(Some(payload), NO_HEADERS);
             assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![*expected], "{payload:?}");
             assert!(envelope.event_type.is_none(), "a broken record has no event type: {payload:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_skipped_subtree_is_invalid_json() {
+        // Found by the envelope fuzz target (serde_json refuses the document,
+        // the walk accepted it): skipped strings were not checked for UTF-8.
+        let extractor = default_extractor();
+        for payload in [&b"{\"event_type\":\"x\",\"a\":[{\"\x8fb\":1}]}"[..], b"{\"event_type\":\"x\",\"b\":\"\xff\"}"]
+        {
+            let envelope = extractor.extract(Some(payload), NO_HEADERS);
+            assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![EnvelopeProblem::InvalidJson]);
+            assert!(envelope.event_type.is_none());
         }
     }
 

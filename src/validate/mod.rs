@@ -26,6 +26,7 @@
 //! Plain synchronous code: the schema cache answers from memory and fetches
 //! misses on its own thread.
 
+pub mod avro_depth;
 pub mod cache;
 pub mod pii;
 pub mod registry;

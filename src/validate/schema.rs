@@ -14,6 +14,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::avro_depth::{DepthGuard, MAX_AVRO_DEPTH};
+
 /// Largest allocation the Avro decoder may make for one length prefix
 /// (string, bytes, array block). apache-avro's own default is 512 MiB, so a
 /// 6-byte poison record claiming a huge string would make the ingest thread
@@ -120,7 +122,11 @@ enum Inner {
     /// resolved named types (`ResolvedOwnedSchema`). The obvious
     /// `from_avro_datum` (deprecated in 0.22) re-walks the schema and builds
     /// a name map on every call.
-    Avro(apache_avro::GenericSingleObjectReader),
+    Avro {
+        reader: apache_avro::GenericSingleObjectReader,
+        /// Set for recursive schemas only; see [`super::avro_depth`].
+        depth_guard: Option<DepthGuard>,
+    },
     Json(jsonschema::Validator),
     /// Recognised but not decoded: only the message-index framing is checked.
     Protobuf(#[allow(dead_code)] String),
@@ -155,12 +161,13 @@ pub fn compile(kind: SchemaKind, text: &str) -> Result<CompiledSchema, String> {
         SchemaKind::Avro => {
             apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
             let schema = apache_avro::Schema::parse_str(text).map_err(|e| format!("avro: {e}"))?;
+            let depth_guard = DepthGuard::new(&schema);
             let reader = apache_avro::GenericSingleObjectReader::builder()
                 .schema(schema)
                 .header(Vec::new())
                 .build()
                 .map_err(|e| format!("avro: {e}"))?;
-            Inner::Avro(reader)
+            Inner::Avro { reader, depth_guard }
         }
         SchemaKind::Json => {
             let value: serde_json::Value =
@@ -190,7 +197,7 @@ impl CompiledSchema {
     pub fn validate(&self, body: &[u8]) -> Result<(), Violation> {
         match &self.inner {
             Inner::Json(validator) => validate_json(validator, body),
-            Inner::Avro(reader) => validate_avro(reader, body),
+            Inner::Avro { reader, depth_guard } => validate_avro(reader, depth_guard.as_ref(), body),
             Inner::Protobuf(_) => read_message_indexes(body, |_| {})
                 .map(|_| ())
                 .map_err(|e| Violation::new(ViolationReason::BadWireFormat, e)),
@@ -249,19 +256,60 @@ fn check_json(validator: &jsonschema::Validator, value: &serde_json::Value) -> R
     Err(Violation::new(ViolationReason::SchemaMismatch, detail))
 }
 
-fn validate_avro(reader: &apache_avro::GenericSingleObjectReader, body: &[u8]) -> Result<(), Violation> {
-    let mut rest: &[u8] = body;
+fn validate_avro(
+    reader: &apache_avro::GenericSingleObjectReader,
+    depth_guard: Option<&DepthGuard>,
+    body: &[u8],
+) -> Result<(), Violation> {
+    // The decoder recurses per nesting level: a recursive schema's body must
+    // be checked for depth first, or it can overflow the thread's stack.
+    if depth_guard.is_some_and(|guard| guard.too_deep(body)) {
+        return Err(Violation::new(
+            ViolationReason::SchemaMismatch,
+            format!("avro: nested deeper than {MAX_AVRO_DEPTH} levels"),
+        ));
+    }
+    let mut rest = BodyReader { rest: body, truncated: false };
     // A decoder panic on hostile bytes must cost one record, not the ingest
     // thread. Unwinding is free when nothing panics.
     let decoded = catch_unwind(AssertUnwindSafe(|| reader.read_value(&mut rest)));
     match decoded {
         Err(_) => Err(Violation::new(ViolationReason::SchemaMismatch, "avro decoder panicked on this body")),
         Ok(Err(e)) => Err(Violation::new(ViolationReason::SchemaMismatch, format!("avro: {e}"))),
-        Ok(Ok(_)) if !rest.is_empty() => Err(Violation::new(
+        // apache-avro reads a string, boolean or union index that the body
+        // cuts off as null instead of failing, so a truncated record would
+        // decode "successfully"; the reader saw it run out.
+        Ok(Ok(_)) if rest.truncated => {
+            Err(Violation::new(ViolationReason::SchemaMismatch, "avro: the body ends inside a value (truncated)"))
+        }
+        Ok(Ok(_)) if !rest.rest.is_empty() => Err(Violation::new(
             ViolationReason::SchemaMismatch,
-            format!("avro: {} trailing bytes after a {}-byte datum", rest.len(), body.len() - rest.len()),
+            format!("avro: {} trailing bytes after a {}-byte datum", rest.rest.len(), body.len() - rest.rest.len()),
         )),
         Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// The body as the Avro decoder reads it, remembering whether a read asked
+/// for more bytes than were left.
+struct BodyReader<'a> {
+    rest: &'a [u8],
+    truncated: bool,
+}
+
+impl std::io::Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.truncated = true;
+        }
+        self.rest.read(buf)
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        if buf.len() > self.rest.len() {
+            self.truncated = true;
+        }
+        self.rest.read_exact(buf)
     }
 }
 
@@ -422,6 +470,49 @@ mod tests {
         // A JSON body against an Avro schema.
         assert!(compiled.validate(br#"{"event_id":"x"}"#).is_err());
         assert!(compiled.validate(b"").is_err());
+    }
+
+    #[test]
+    fn avro_truncated_inside_a_string_or_union_is_refused() {
+        // Found while writing the fuzz oracle: apache-avro reads a value the
+        // body cuts off (a string's bytes, a boolean, a union index) as null
+        // and succeeds, so these truncated records used to pass validation.
+        let parsed = apache_avro::Schema::parse_str(AVRO_SCHEMA).unwrap();
+        let compiled = compile(SchemaKind::Avro, AVRO_SCHEMA).unwrap();
+        let datum = avro_event(&parsed, 1234);
+        // Without its last byte (the `parent` union index).
+        let v = compiled.validate(&datum[..datum.len() - 1]).unwrap_err();
+        assert_eq!(v.reason, ViolationReason::SchemaMismatch);
+        assert_eq!(v.detail, "avro: the body ends inside a value (truncated)");
+
+        let string = compile(SchemaKind::Avro, r#""string""#).unwrap();
+        assert_eq!(string.validate(&[0x06, b'a', b'b', b'c']), Ok(()));
+        assert!(string.validate(&[0x06, b'a']).unwrap_err().detail.contains("truncated"));
+        let boolean = compile(SchemaKind::Avro, r#""boolean""#).unwrap();
+        assert!(boolean.validate(&[]).unwrap_err().detail.contains("truncated"));
+    }
+
+    #[test]
+    fn avro_recursive_nesting_is_bounded_before_decoding() {
+        // `Event.parent` is ["null", "Event"]: each level is a union index
+        // and an event. Half a million levels used to overflow the stack of
+        // the thread decoding it (the process aborts); now the depth guard
+        // refuses the body before the decoder sees it.
+        let compiled = compile(SchemaKind::Avro, AVRO_SCHEMA).unwrap();
+        let level = [0x02, b'e', 0x02, 0x02]; // event_id "e", kind 1, latency 1
+        let nested = |levels: usize| {
+            let mut body = vec![0x02, b'e', 0x02, 0x02];
+            for _ in 0..levels {
+                body.push(0x02); // parent: branch 1, another Event
+                body.extend_from_slice(&level);
+            }
+            body.push(0x00); // parent: null
+            body
+        };
+        assert_eq!(compiled.validate(&nested(10)), Ok(()));
+        let v = compiled.validate(&nested(500_000)).unwrap_err();
+        assert_eq!(v.reason, ViolationReason::SchemaMismatch);
+        assert_eq!(v.detail, format!("avro: nested deeper than {MAX_AVRO_DEPTH} levels"));
     }
 
     #[test]
