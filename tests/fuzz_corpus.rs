@@ -10,8 +10,11 @@ mod harness;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+/// One target's invariant checks, given one input.
+type Check = fn(&[u8]);
+
 /// Each fuzz target's corpus directory and its check.
-const TARGETS: [(&str, fn(&[u8])); 6] = [
+const TARGETS: [(&str, Check); 6] = [
     ("wire", harness::wire),
     ("envelope", harness::envelope),
     ("avro", harness::avro),
