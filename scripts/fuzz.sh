@@ -9,7 +9,9 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]   SECONDS per target (default 60);
 #                                           targets: all (see TARGETS below)
-#   scripts/fuzz.sh cmin [TARGET...]        minimise the corpora in place
+#   scripts/fuzz.sh cmin [TARGET...]        minimise the corpora in place, then
+#                                           keep the smallest inputs within
+#                                           FUZZ_CORPUS_KB (default 300) each
 #   FUZZ_NICE=15                            nice level of the fuzzers
 #
 # Logs (with libFuzzer's final cov:/ft:/exec figures) go to
@@ -55,7 +57,13 @@ for target in "${targets[@]}"; do
   if [ "$mode" = cmin ]; then
     echo "fuzz: minimising corpus/$target ($(find "corpus/$target" -type f | wc -l) files)"
     nice -n "${FUZZ_NICE:-15}" cargo +nightly fuzz cmin "${FLAGS[@]}" "$target" "corpus/$target"
-    echo "fuzz: corpus/$target now has $(find "corpus/$target" -type f | wc -l) files"
+    # Then keep the smallest inputs within FUZZ_CORPUS_KB (default 300) per
+    # target: the corpora live in the repository and make test replays them.
+    find "corpus/$target" -type f -printf '%s %p\n' | sort -n |
+      awk -v budget=$((${FUZZ_CORPUS_KB:-300} * 1024)) '{ total += $1; if (total > budget) print $2 }' |
+      xargs -r rm --
+    echo "fuzz: corpus/$target now has $(find "corpus/$target" -type f | wc -l) files," \
+      "$(find "corpus/$target" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }') bytes"
     continue
   fi
   echo "fuzz: running $target for ${seconds}s (log: fuzz/target/logs/$target.log)"

@@ -426,6 +426,7 @@ fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Resul
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let result = match (&mut deserializer).deserialize_any(NodeVisitor { node: root, captured: &mut *captured }) {
         Ok(is_object) => match deserializer.end() {
+            Ok(()) if !surrogates_paired(body) => Err(WalkError::Invalid),
             Ok(()) if is_object => Ok(()),
             Ok(()) => Err(WalkError::NotAnObject),
             Err(_) => Err(WalkError::Invalid),
@@ -436,6 +437,39 @@ fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Resul
         captured.iter_mut().for_each(|slot| *slot = Captured::Absent);
     }
     result
+}
+
+/// Whether every `\u` escape of a well-formed JSON text pairs its UTF-16
+/// surrogates (a high one followed at once by a low one), as serde_json
+/// requires of the strings it returns. It does not check the strings that
+/// `IgnoredAny` skips, so without this a lone `\ud800` in an unwanted value
+/// passed as valid JSON (found by the envelope fuzz target). The text is
+/// well-formed, so every backslash starts an escape inside a string.
+fn surrogates_paired(json: &[u8]) -> bool {
+    let code_unit = |at: usize| {
+        let hex = json.get(at..at + 4).and_then(|hex| std::str::from_utf8(hex).ok());
+        hex.and_then(|hex| u16::from_str_radix(hex, 16).ok()).unwrap_or(0)
+    };
+    let mut i = 0;
+    while let Some(offset) = json.get(i..).and_then(|rest| rest.iter().position(|b| *b == b'\\')) {
+        let escape = i + offset;
+        i = escape + 2;
+        if json.get(escape + 1) != Some(&b'u') {
+            continue;
+        }
+        i = escape + 6;
+        match code_unit(escape + 2) {
+            0xDC00..=0xDFFF => return false,
+            0xD800..=0xDBFF => {
+                if json.get(i..i + 2) != Some(&b"\\u"[..]) || !(0xDC00..=0xDFFF).contains(&code_unit(i + 2)) {
+                    return false;
+                }
+                i += 6;
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Visits one JSON value at `node`; returns whether it was an object.
@@ -697,6 +731,27 @@ mod tests {
             assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![EnvelopeProblem::InvalidJson]);
             assert!(envelope.event_type.is_none());
         }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_invalid_json_even_when_skipped() {
+        // Found by the envelope fuzz target: serde_json refuses these
+        // documents, but skipped values were not checked.
+        let extractor = default_extractor();
+        for payload in [
+            r#"{"event_type":"x","note":"\ud800"}"#,
+            r#"{"event_type":"x","note":"\udc00 trailing alone"}"#,
+            r#"{"event_type":"x","note":["\ud83d\u0041"]}"#,
+            r#"{"event_type":"x","note":"\ud83d"}"#,
+        ] {
+            let envelope = extractor.extract(Some(payload.as_bytes()), NO_HEADERS);
+            assert_eq!(envelope.problems.iter().collect::<Vec<_>>(), vec![EnvelopeProblem::InvalidJson], "{payload}");
+        }
+        // Paired surrogates (an emoji) and escaped backslashes are fine.
+        let payload = r#"{"event_type":"x","note":"\ud83d\ude00 \\ud800 \\\u00e9"}"#;
+        let envelope = extractor.extract(Some(payload.as_bytes()), NO_HEADERS);
+        assert!(!envelope.problems.contains(EnvelopeProblem::InvalidJson));
+        assert_eq!(envelope.event_type.as_deref(), Some("x"));
     }
 
     #[test]
