@@ -61,10 +61,15 @@ pub enum Input {
 
 impl Input {
     /// One record's observation; `wall_ms` is the wall clock.
-    pub fn observe(&mut self, observation: &Observation<'_>, wall_ms: i64) {
+    /// Returns the record of the event before this one in its trace (event
+    /// order), when the correlation runs in this process.
+    pub fn observe(&mut self, observation: &Observation<'_>, wall_ms: i64) -> Option<PreviousRecord> {
         match self {
             Input::InProcess(correlator) => correlator.observe(observation, wall_ms),
-            Input::Kafka(producer) => producer.send(observation, wall_ms),
+            Input::Kafka(producer) => {
+                producer.send(observation, wall_ms);
+                None
+            }
         }
     }
 
@@ -105,6 +110,15 @@ pub fn observation<'r, H: Headers + ?Sized>(
         cost_micro_usd: 0,
         model: envelope.accounting.model.as_deref(),
     }
+}
+
+/// Where the previous event of a trace (in event order) was read: enough
+/// for the span exporter to name its span as the parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousRecord {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// The event before the current one in its trace (in event time), as far as
@@ -230,11 +244,12 @@ impl Correlator {
         id
     }
 
-    /// Correlates one observed event; `wall_ms` is the wall clock.
-    pub fn observe(&mut self, observation: &Observation<'_>, wall_ms: i64) {
+    /// Correlates one observed event; `wall_ms` is the wall clock. Returns
+    /// where the event before it in its trace (event order) was read.
+    pub fn observe(&mut self, observation: &Observation<'_>, wall_ms: i64) -> Option<PreviousRecord> {
         let Some(time_ms) = observation.event_time_ms() else {
             // Neither created_at nor a record timestamp: nothing to measure.
-            return;
+            return None;
         };
         let topic = self.intern(Some(observation.topic));
         let event_type = self.intern(observation.event_type);
@@ -251,7 +266,7 @@ impl Correlator {
             if let Some(sink) = self.sink.as_mut() {
                 sink.on_event(observation, None);
             }
-            return;
+            return None;
         };
         let event = Event {
             time_ms,
@@ -281,7 +296,7 @@ impl Correlator {
                     None => {
                         drop(shard);
                         self.handles.eviction(Eviction::Rejected).inc();
-                        return;
+                        return None;
                     }
                 }
             }
@@ -289,7 +304,7 @@ impl Correlator {
 
         if applied.duplicate {
             self.handles.duplicates(topic, &self.names).inc();
-            return;
+            return None;
         }
         if applied.out_of_order {
             self.handles.out_of_order(topic, &self.names).inc();
@@ -322,6 +337,11 @@ impl Correlator {
             let previous = applied.previous.map(|step| previous_event(&self.names, &step, &key, &self.shared.table));
             sink.on_event(observation, previous.as_ref());
         }
+        applied.previous.map(|step| PreviousRecord {
+            topic: self.names.get(step.topic as usize).cloned().unwrap_or_else(|| Arc::from("")),
+            partition: i32::from(step.partition),
+            offset: step.offset(),
+        })
     }
 
     /// Notes that input `topic`/`partition` has reached event time

@@ -280,3 +280,16 @@ fn the_demo_topology_in_the_docs_is_what_pipewarden_draws() {
     let docs = include_str!("../../docs/correlation.md");
     assert!(docs.contains(&format!("```mermaid\n{mermaid}```")), "docs/correlation.md should show:\n{mermaid}");
 }
+
+#[test]
+fn observe_names_the_previous_record_of_the_trace_in_event_order() {
+    let (mut correlator, _) = correlator("");
+    let wall = T0 + 1_000_000;
+    let record = |offset| Some(PreviousRecord { topic: Arc::from("events"), partition: 0, offset });
+    assert_eq!(correlator.observe(&event("t", "e1", "a", "p", 100), wall), None, "first event of its trace");
+    assert_eq!(correlator.observe(&event("t", "e3", "c", "p", 300), wall), record(100));
+    // Read late but earlier in event time: its predecessor is the event at 100, not the one read last.
+    assert_eq!(correlator.observe(&event("t", "e2", "b", "p", 200), wall), record(100));
+    assert_eq!(correlator.observe(&event("t", "e4", "d", "p", 400), wall), record(300));
+    assert_eq!(correlator.observe(&event("u", "e1", "a", "p", 500), wall), None, "another trace");
+}

@@ -334,9 +334,12 @@ impl Ingest {
             // Micro-USD in the trace table (pico-USD in the cost counters).
             observation.cost_micro_usd = cost.pico_usd.unwrap_or(0) / 1_000_000;
         }
-        self.correlation.observe(&observation, now_us / 1_000);
+        let previous = self.correlation.observe(&observation, now_us / 1_000);
         if let Some(spans) = &self.spans {
-            spans.observe(&record, &envelope, &checked.verdict, event_cost.as_ref());
+            // The correlator's event order names the parent span when it
+            // runs in this process; otherwise the exporter chains by read order.
+            let previous = previous.map(|p| crate::spans::SpanId::for_record(&p.topic, p.partition, p.offset));
+            spans.observe(&record, &envelope, &checked.verdict, event_cost.as_ref(), previous);
         }
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {

@@ -308,19 +308,25 @@ impl SpanSink {
         SpanSink { sender, recycled, sampler, counters, consumer_group, traceparent_header, exporter }
     }
 
-    /// The ingest hook: the span of one processed record. Model and token
-    /// usage are not known here (the correlator adds them through `offer`);
-    /// `previous` is left to the exporter's per-trace chain.
+    /// The ingest hook: the span of one processed record, with the model and
+    /// token usage the cost stage read. `previous` is the span of the event
+    /// before it in the correlator's event order (same correlation ID); it
+    /// is used only when the span's trace comes from that correlation ID: a
+    /// record with a `traceparent` belongs to the agent's trace, which the
+    /// exporter's per-trace chain follows instead.
     pub fn observe<H: Headers + ?Sized>(
         &self,
         record: &Record<'_, H>,
         envelope: &Envelope<'_>,
         verdict: &Verdict,
         cost: Option<&crate::cost::EventCost>,
+        previous: Option<SpanId>,
     ) {
         let Some(verdict) = SpanVerdict::from_verdict(verdict) else { return };
+        let traceparent = record.headers.last(&self.traceparent_header);
+        let previous = if traceparent.and_then(TraceId::from_traceparent).is_some() { None } else { previous };
         self.offer(&SpanEvent {
-            traceparent: record.headers.last(&self.traceparent_header),
+            traceparent,
             correlation_id: envelope.trace_id.as_deref(),
             event_id: envelope.event_id.as_deref(),
             event_type: envelope.event_type.as_deref(),
@@ -345,7 +351,7 @@ impl SpanSink {
                     reasoning: Some(t.reasoning),
                 }
             }),
-            previous: None,
+            previous,
         });
     }
 
