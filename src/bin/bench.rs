@@ -23,12 +23,15 @@
 //!    per configuration, and JSON at `--out`.
 //!
 //! `pipewarden-bench lag` (`make bench-lag`) times the consumer lag cycle
-//! instead; see `bench/lag.rs`.
+//! instead; see `bench/lag.rs`. `pipewarden-bench extract` times envelope
+//! extraction with and without the cost pointers; see `bench/extract.rs`.
 
 // A binary's root resolves modules next to itself (src/bin/), so the
 // helpers in src/bin/bench/ are named explicitly.
 #[path = "bench/daemon.rs"]
 mod daemon;
+#[path = "bench/extract.rs"]
+mod extract;
 #[path = "bench/lag.rs"]
 mod lag;
 #[path = "bench/preload.rs"]
@@ -83,6 +86,9 @@ enum Child {
     /// Times lag cycles over many groups and partitions created for the run
     /// (default 1,000 groups over 2,000 partitions), then deletes them.
     Lag(lag::LagArgs),
+    /// Times envelope extraction with and without the cost and dead-letter
+    /// pointers (no broker needed).
+    Extract,
 }
 
 #[derive(clap::Args)]
@@ -254,6 +260,7 @@ fn main() -> ExitCode {
     let result = match cli.child {
         Some(Child::RawConsumer(args)) => raw::consume(&args).map(|()| ExitCode::SUCCESS),
         Some(Child::Lag(args)) => lag::run(&args).map(|()| ExitCode::SUCCESS),
+        Some(Child::Extract) => extract::run().map(|()| ExitCode::SUCCESS),
         None => bench(&cli.args),
     };
     match result {
@@ -554,32 +561,31 @@ fn format_counts(counts: &BTreeMap<String, u64>) -> String {
     counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
+/// Medians of one consumer's runs; raw and pipewarden results name their
+/// figures alike, so one definition serves both.
+macro_rules! medians_of {
+    ($runs:expr) => {{
+        let runs = $runs;
+        let m = |values: Vec<f64>| median(values);
+        Medians {
+            events_per_second: m(runs.iter().map(|r| r.events_per_second).collect()),
+            first_to_last_seconds: m(runs.iter().map(|r| r.first_to_last_seconds).collect()),
+            total_seconds: m(runs.iter().map(|r| r.total_seconds).collect()),
+            cpu_seconds: m(runs.iter().map(|r| r.process.cpu_seconds).collect()),
+            cpu_us_per_record: m(runs.iter().map(|r| r.cpu_us_per_record).collect()),
+            peak_rss_kib: m(runs.iter().map(|r| r.process.peak_rss_kib as f64).collect()),
+            cores_busy: m(runs.iter().map(|r| r.window_cpu_seconds / r.first_to_last_seconds).collect()),
+            mean_payload_bytes: m(runs.iter().map(|r| r.payload_bytes as f64 / r.records as f64).collect()),
+        }
+    }};
+}
+
 fn raw_medians(runs: &[&raw::RawResult]) -> Medians {
-    let m = |f: &dyn Fn(&raw::RawResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
-    Medians {
-        events_per_second: m(&|r| r.events_per_second),
-        first_to_last_seconds: m(&|r| r.first_to_last_seconds),
-        total_seconds: m(&|r| r.total_seconds),
-        cpu_seconds: m(&|r| r.process.cpu_seconds),
-        cpu_us_per_record: m(&|r| r.cpu_us_per_record),
-        peak_rss_kib: m(&|r| r.process.peak_rss_kib as f64),
-        cores_busy: m(&|r| r.window_cpu_seconds / r.first_to_last_seconds),
-        mean_payload_bytes: m(&|r| r.payload_bytes as f64 / r.records as f64),
-    }
+    medians_of!(runs)
 }
 
 fn pipewarden_medians(runs: &[&daemon::PipewardenResult]) -> Medians {
-    let m = |f: &dyn Fn(&daemon::PipewardenResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
-    Medians {
-        events_per_second: m(&|r| r.events_per_second),
-        first_to_last_seconds: m(&|r| r.first_to_last_seconds),
-        total_seconds: m(&|r| r.total_seconds),
-        cpu_seconds: m(&|r| r.process.cpu_seconds),
-        cpu_us_per_record: m(&|r| r.cpu_us_per_record),
-        peak_rss_kib: m(&|r| r.process.peak_rss_kib as f64),
-        cores_busy: m(&|r| r.window_cpu_seconds / r.first_to_last_seconds),
-        mean_payload_bytes: m(&|r| r.payload_bytes as f64 / r.records as f64),
-    }
+    medians_of!(runs)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -105,26 +105,21 @@ impl TestProducer {
         if let Some(partition) = partition {
             record = record.partition(partition);
         }
-        let mut record = record;
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((err, back)) => {
-                    assert!(
-                        matches!(err.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)),
-                        "send failed: {err}"
-                    );
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
+        self.send_record(record);
     }
 
     /// Sends to one partition with an explicit Kafka record timestamp (ms since the epoch).
     pub fn send_at(&self, topic: &str, partition: i32, payload: &[u8], timestamp_ms: i64) {
-        let mut record =
-            BaseRecord::<(), [u8]>::to(topic).payload(payload).partition(partition).timestamp(timestamp_ms);
+        self.send_record(
+            BaseRecord::<(), [u8]>::to(topic).payload(payload).partition(partition).timestamp(timestamp_ms),
+        );
+    }
+
+    /// Sends one record, waiting while librdkafka's queue is full.
+    fn send_record<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+        &self,
+        mut record: BaseRecord<'_, K, P>,
+    ) {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
