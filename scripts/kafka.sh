@@ -13,6 +13,10 @@
 #   KAFKA_BOOTSTRAP        if set to anything but 127.0.0.1:$KAFKA_PORT or
 #                          localhost:$KAFKA_PORT, an external cluster is used:
 #                          start/stop/restart/reset do nothing
+#   KAFKA_INSTANCE         name of a second, independent broker (its files
+#                          live in .run/kafka-$KAFKA_INSTANCE); give it its own
+#                          KAFKA_PORT and KAFKA_CONTROLLER_PORT. Tests that
+#                          stop and restart a broker use one of their own.
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to be ready (90)
 #   KAFKA_HEAP_OPTS        JVM heap options (-Xms256m -Xmx1g)
 #   KAFKA_JVM_OPTS         extra JVM options (none; -XX:TieredStopAtLevel=1
@@ -30,7 +34,7 @@ POM="$CONF_DIR/pom.xml"
 
 CACHE_DIR="$ROOT/.cache/kafka"
 LIBS="$CACHE_DIR/libs"
-RUN_DIR="$ROOT/.run/kafka"
+RUN_DIR="$ROOT/.run/kafka${KAFKA_INSTANCE:+-$KAFKA_INSTANCE}"
 DATA_DIR="$RUN_DIR/data"
 PROPS="$RUN_DIR/server.properties"
 PID_FILE="$RUN_DIR/kafka.pid"
