@@ -21,7 +21,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root/fuzz"
 
-TARGETS=(wire envelope avro traceparent config json_scan)
+TARGETS=(wire envelope avro traceparent config json_scan tape)
 # Same build flags for every command, so runs and cmin share one build:
 # no sanitizer (the targets and their dependencies are safe Rust; this
 # roughly doubles the executions per second), debug assertions on (integer

@@ -23,6 +23,7 @@ use pipewarden::decode::wire::{classify, PayloadFormat, WIRE_PREFIX_LEN};
 use pipewarden::validate::json_depth_exceeds;
 use pipewarden::validate::pii::{PiiKind, PiiKinds, PiiScanner};
 use pipewarden::validate::schema::{self, CompiledSchema, SchemaKind, ViolationReason, DETAIL_MAX_BYTES};
+use pipewarden::validate::tape::Tape;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -640,5 +641,47 @@ impl<'de> Visitor<'de> for ExpectedKinds<'_, '_> {
             map.next_value_seed(ExpectedKinds { scanner: self.scanner, found: &mut *self.found })?;
         }
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// tape: the borrowed JSON tape behind JSON Schema validation
+
+/// A JSON Schema touching every keyword family the tape's accessors serve
+/// (types, enum/const, numbers, strings, arrays, objects, property names).
+static TAPE_SCHEMA: LazyLock<CompiledSchema> = LazyLock::new(|| {
+    let text = r#"{
+        "type": ["object", "array", "string", "number", "boolean", "null"],
+        "properties": {
+            "a": { "type": "integer", "minimum": 0, "maximum": 1000 },
+            "b": { "enum": ["x", "y", 1, null, [1], {"k": true}] },
+            "c": { "type": "string", "minLength": 1, "maxLength": 8, "pattern": "^[a-z]" },
+            "d": { "type": "array", "items": { "type": ["number", "string"] }, "uniqueItems": true, "maxItems": 4 },
+            "e": { "type": "object", "required": ["f"], "additionalProperties": false,
+                   "properties": { "f": { "const": 1 }, "g": { "type": "number", "multipleOf": 0.5 } } },
+            "t": { "type": "string", "format": "date-time" }
+        },
+        "propertyNames": { "maxLength": 12 },
+        "items": { "type": ["integer", "object", "string"] }
+    }"#;
+    schema::compile(SchemaKind::Json, text).expect("the tape check's schema compiles")
+});
+
+/// `Tape::parse` accepts a document only when serde_json does, and then
+/// reads back exactly serde_json's `Value`; and validation (the tape's fast
+/// path, then `Value`) answers exactly what validating serde_json's `Value`
+/// answers.
+pub fn tape(data: &[u8]) {
+    let tree = serde_json::from_slice::<Value>(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let mut tape = Tape::default();
+        if tape.parse(text) {
+            let tree = tree.as_ref().expect("the tape accepted what serde_json refuses");
+            assert_eq!(&tape.to_value(text), tree, "the tape reads a different document");
+        }
+    }
+    if let Ok(tree) = &tree {
+        let expected = TAPE_SCHEMA.validate_json_value(tree).expect("a JSON schema").is_ok();
+        assert_eq!(TAPE_SCHEMA.validate(data).is_ok(), expected, "the tape's verdict differs from Value's");
     }
 }

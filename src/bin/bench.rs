@@ -40,6 +40,10 @@ mod preload;
 mod raw;
 #[path = "bench/runs.rs"]
 mod runs;
+#[path = "bench/scrape.rs"]
+mod scrape;
+#[path = "bench/stages.rs"]
+mod stages;
 #[path = "bench/sys.rs"]
 mod sys;
 
@@ -89,6 +93,11 @@ enum Child {
     /// Times envelope extraction with and without the cost and dead-letter
     /// pointers (no broker needed).
     Extract,
+    /// Times the per-record stages cumulatively on in-memory events (no
+    /// broker needed; repeatable under callgrind).
+    Stages(stages::StagesArgs),
+    /// Times rendering /metrics with 20,000 series (no broker needed).
+    Scrape(scrape::ScrapeArgs),
 }
 
 #[derive(clap::Args)]
@@ -225,6 +234,8 @@ struct ConfigReport {
     idle_scrape_fraction: f64,
     /// Every record of every round got the verdict `valid`.
     all_valid: bool,
+    /// Median over rounds of the processing-time p99, in microseconds.
+    processing_p99_us: f64,
 }
 
 #[derive(Serialize)]
@@ -261,6 +272,8 @@ fn main() -> ExitCode {
         Some(Child::RawConsumer(args)) => raw::consume(&args).map(|()| ExitCode::SUCCESS),
         Some(Child::Lag(args)) => lag::run(&args).map(|()| ExitCode::SUCCESS),
         Some(Child::Extract) => extract::run().map(|()| ExitCode::SUCCESS),
+        Some(Child::Stages(args)) => stages::run(&args).map(|()| ExitCode::SUCCESS),
+        Some(Child::Scrape(args)) => scrape::run(&args).map(|()| ExitCode::SUCCESS),
         None => bench(&cli.args),
     };
     match result {
@@ -414,11 +427,13 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
             let all_valid = valid == args.records && pw.verdicts.values().sum::<u64>() == args.records;
             println!(
                 "round {round}: {:<41} {:>10.0} events/s  ({:.2} s first→last, {:.2} s with start-up; \
-                 exit code {}; verdicts {})",
+                 processing p99 {:.1} µs, {:.2}% within 50 µs; exit code {}; verdicts {})",
                 config.name(),
                 pw.events_per_second,
                 pw.first_to_last_seconds,
                 pw.total_seconds,
+                pw.processing_p99_us,
+                pw.processing_within_50us * 100.0,
                 pw.exit_code.map_or("none (signal)".into(), |c| c.to_string()),
                 format_counts(&pw.verdicts),
             );
@@ -495,6 +510,7 @@ fn bench(args: &Args) -> anyhow::Result<ExitCode> {
                 paired_ratios: runs.iter().map(|r| r.paired_ratio).collect(),
                 idle_scrape_fraction: median(results.iter().map(|r| r.idle_scrape_fraction).collect()),
                 all_valid: runs.iter().all(|r| r.all_valid),
+                processing_p99_us: median(results.iter().map(|r| r.processing_p99_us).collect()),
             }
         })
         .collect();
@@ -664,7 +680,7 @@ fn print_table(args: &Args, datas: &[Data], raw: &BTreeMap<Data, Medians>, confi
     for config in configs {
         println!(
             "  {:<14} {:.0} events/s ({:.2} of raw {} at {:.0} events/s), {:.2} µs CPU per record \
-             (raw {:.2}), peak RSS {:.1} MiB{}",
+             (raw {:.2}), processing p99 {:.1} µs, peak RSS {:.1} MiB{}",
             format!("{}:", config.config.key()),
             config.median.events_per_second,
             config.ratio,
@@ -672,6 +688,7 @@ fn print_table(args: &Args, datas: &[Data], raw: &BTreeMap<Data, Medians>, confi
             config.raw_events_per_second,
             config.median.cpu_us_per_record,
             raw[&config.data].cpu_us_per_record,
+            config.processing_p99_us,
             config.median.peak_rss_kib / 1024.0,
             if config.all_valid { "" } else { "; NOT ALL RECORDS VALID" }
         );

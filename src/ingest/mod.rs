@@ -46,7 +46,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::cost::{Budgets, CostStage};
-use crate::decode::{EnvelopeExtractor, Headers};
+use crate::decode::{Envelope, EnvelopeExtractor, Headers};
 use crate::dlq::DlqStage;
 use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
@@ -54,7 +54,7 @@ use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
 use crate::spans::SpanSink;
 use crate::validate::cache::SchemaCache;
-use crate::validate::{Validator, Verdict};
+use crate::validate::{Checked, Validator, Verdict};
 pub use context::IngestContext;
 pub use health::Health;
 use offsets::{BlockReason, OffsetTracker, TopicPartition};
@@ -64,6 +64,16 @@ use transactions::{Committed, Transactions};
 /// How long one poll waits for a record; bounds how quickly the loop sees a
 /// shutdown request, an acknowledgement and a due retry.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Most records taken from the consumer's queue at once: enough that the
+/// helper thread's start-up (tens of microseconds) is small against the
+/// work it takes over, few enough that a batch is done in a few
+/// milliseconds.
+const MAX_BATCH: usize = 512;
+
+/// Smallest batch worth splitting across two threads; smaller ones (a
+/// consumer that has caught up) are processed on this thread alone.
+const PARALLEL_BATCH_MIN: usize = 64;
 
 /// How long a metadata request for the topic list may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,6 +112,9 @@ pub struct Ingest {
     filter: TopicFilter,
     extractor: EnvelopeExtractor,
     validator: Validator,
+    /// The helper thread's validator in batch processing (same policies
+    /// and schema cache; its own per-topic memo).
+    helper_validator: Validator,
     observer: Observer,
     cost: CostStage,
     dlq: DlqStage,
@@ -154,6 +167,35 @@ impl Clock {
     }
 }
 
+/// A record's envelope and verdict: the pure part of its processing.
+struct Prepared<'m> {
+    envelope: Envelope<'m>,
+    checked: Checked,
+    /// Time it took, for the processing-time histogram.
+    took: Duration,
+}
+
+fn prepare<'m>(
+    extractor: &EnvelopeExtractor,
+    validator: &mut Validator,
+    message: &'m BorrowedMessage<'_>,
+    headers: &'m KafkaHeaders<'m>,
+) -> Prepared<'m> {
+    let started = Instant::now();
+    let envelope = extractor.extract(message.payload(), headers);
+    let checked = validator.check(message.topic(), message.key(), message.payload(), &envelope, headers);
+    Prepared { envelope, checked, took: started.elapsed() }
+}
+
+fn prepare_all<'m>(
+    extractor: &EnvelopeExtractor,
+    validator: &mut Validator,
+    messages: &'m [BorrowedMessage<'_>],
+    headers: &'m [KafkaHeaders<'m>],
+) -> Vec<Prepared<'m>> {
+    messages.iter().zip(headers).map(|(message, headers)| prepare(extractor, validator, message, headers)).collect()
+}
+
 impl Ingest {
     pub fn new(
         config: &Config,
@@ -184,6 +226,7 @@ impl Ingest {
             filter: TopicFilter::new(config.topics.clone()),
             extractor,
             validator: Validator::new(config, cache.clone()),
+            helper_validator: Validator::new(config, cache.clone()),
             observer: Observer::new(config, metrics.clone()),
             cost: CostStage::new(config, metrics.clone(), budgets),
             dlq: DlqStage::new(config, metrics.clone()),
@@ -228,6 +271,7 @@ impl Ingest {
         let mut next_refresh = Instant::now();
         let mut next_stats = Instant::now();
         let mut next_commit = Instant::now() + self.commit_interval;
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Acquire) {
             if let Some(transactions) = self.transactions.clone() {
                 if transactions.take_rewind() {
@@ -263,17 +307,31 @@ impl Ingest {
                 }
                 continue;
             }
-            match consumer.poll(POLL_TIMEOUT) {
-                None => {}
-                // A rebalance callback inside this poll aborted the
-                // transaction: the record is read again after the rewind.
-                Some(Ok(_)) if self.transactions.as_ref().is_some_and(|t| t.take_rewind()) => self.rewind(),
-                Some(Ok(message)) => self.process(&message),
-                Some(Err(err)) => {
-                    self.metrics.record_consumer_error(ConsumerErrorKind::consume);
-                    warn!(error = %err, "consume error");
+            // Take what the queue holds (up to a batch, and never more
+            // than the quarantine has room for), waiting only for the first.
+            let limit = MAX_BATCH.min(self.quarantine.capacity() - self.tracker.in_flight());
+            let mut timeout = POLL_TIMEOUT;
+            while batch.len() < limit {
+                match consumer.poll(timeout) {
+                    None => break,
+                    // A rebalance callback inside this poll aborted the
+                    // transaction: the batch is read again after the rewind.
+                    Some(Ok(_)) if self.transactions.as_ref().is_some_and(|t| t.take_rewind()) => {
+                        batch.clear();
+                        self.rewind();
+                        break;
+                    }
+                    Some(Ok(message)) => batch.push(message),
+                    Some(Err(err)) => {
+                        self.metrics.record_consumer_error(ConsumerErrorKind::consume);
+                        warn!(error = %err, "consume error");
+                        break;
+                    }
                 }
+                timeout = Duration::ZERO;
             }
+            self.process_batch(&batch);
+            batch.clear();
         }
         info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
         if self.transactions.is_some() {
@@ -293,31 +351,83 @@ impl Ingest {
         info!("consumer closed");
     }
 
+    /// A batch of records, in order. The pure part of each record's work
+    /// (envelope and verdict, most of the CPU time) is split between this
+    /// thread and a scoped helper thread; everything with side effects
+    /// (metrics, correlation, quarantine, offsets) then runs here, in
+    /// record order, exactly as for a single record.
+    fn process_batch(&mut self, batch: &[BorrowedMessage<'_>]) {
+        if batch.len() < PARALLEL_BATCH_MIN {
+            for message in batch {
+                self.process(message);
+            }
+            return;
+        }
+        // Headers live as long as the batch, so envelopes may borrow from them.
+        let headers: Vec<KafkaHeaders<'_>> = batch.iter().map(KafkaHeaders).collect();
+        let mid = batch.len() / 2;
+        let extractor = &self.extractor;
+        let (validator, helper) = (&mut self.validator, &mut self.helper_validator);
+        let prepared = std::thread::scope(|scope| {
+            let second = std::thread::Builder::new()
+                .name("pipewarden-validate".into())
+                .spawn_scoped(scope, || prepare_all(extractor, helper, &batch[mid..], &headers[mid..]));
+            let mut first = prepare_all(extractor, validator, &batch[..mid], &headers[..mid]);
+            match second {
+                Ok(second) => match second.join() {
+                    Ok(second) => first.extend(second),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                // No thread to be had (resource limits): this thread does it all.
+                Err(_) => first.extend(prepare_all(extractor, validator, &batch[mid..], &headers[mid..])),
+            }
+            first
+        });
+        for ((message, headers), prepared) in batch.iter().zip(&headers).zip(prepared) {
+            self.finish(message, headers, prepared);
+        }
+    }
+
     /// One record through decode, validate, observe and its outcome.
     fn process(&mut self, message: &BorrowedMessage<'_>) {
-        let started = Instant::now();
-        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        if !self.tracker.is_idle() {
-            let tp = self.topic_partition(topic, partition);
-            if self.tracker.skips(&tp, offset) {
-                // Its partition is paused at an earlier record: it will be read again.
-                return;
-            }
-        }
         let headers = KafkaHeaders(message);
+        if self.skips(message) {
+            return;
+        }
+        let prepared = prepare(&self.extractor, &mut self.validator, message, &headers);
+        self.finish(message, &headers, prepared);
+    }
+
+    /// Whether the record's partition is paused at an earlier record (it
+    /// will be read again).
+    fn skips(&mut self, message: &BorrowedMessage<'_>) -> bool {
+        if self.tracker.is_idle() {
+            return false;
+        }
+        let tp = self.topic_partition(message.topic(), message.partition());
+        self.tracker.skips(&tp, message.offset())
+    }
+
+    /// Everything after the verdict: metrics, cost, dead letters,
+    /// correlation, spans, then quarantine or the offset.
+    fn finish<'m>(&mut self, message: &'m BorrowedMessage<'_>, headers: &'m KafkaHeaders<'m>, prepared: Prepared<'m>) {
+        let started = Instant::now();
+        if self.skips(message) {
+            return;
+        }
+        let Prepared { envelope, checked, took } = prepared;
+        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         let record = Record {
             topic,
             partition,
             offset,
             timestamp_ms: message.timestamp().to_millis(),
             payload: message.payload(),
-            headers: &headers,
+            headers,
         };
         if let Some(index) = &mut self.time_index {
             index.record(topic, partition, offset, record.timestamp_ms);
         }
-        let envelope = self.extractor.extract(record.payload, &headers);
-        let checked = self.validator.check(topic, message.key(), record.payload, &envelope, &headers);
         if checked.verdict == Verdict::Wait {
             self.block(topic, partition, offset, BlockReason::SchemaUnavailable);
             return;
@@ -375,7 +485,7 @@ impl Ingest {
                 self.store(&tp, done);
             }
         }
-        self.metrics.processing.observe(started.elapsed().as_secs_f64());
+        self.metrics.processing.observe((took + started.elapsed()).as_secs_f64());
     }
 
     fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {

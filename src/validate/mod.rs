@@ -31,6 +31,7 @@ pub mod cache;
 pub mod pii;
 pub mod registry;
 pub mod schema;
+pub mod tape;
 
 use std::borrow::Cow;
 use std::sync::Arc;

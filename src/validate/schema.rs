@@ -12,9 +12,11 @@
 //! resolving Avro names, building the JSON Schema validator) happens in
 //! [`compile`], on the cache's worker thread; `validate` only decodes/checks.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::avro_depth::{DepthGuard, MAX_AVRO_DEPTH};
+use super::tape::{Tape, TapeJson};
 
 /// Largest allocation the Avro decoder may make for one length prefix
 /// (string, bytes, array block). apache-avro's own default is 512 MiB, so a
@@ -127,7 +129,12 @@ enum Inner {
         /// Set for recursive schemas only; see [`super::avro_depth`].
         depth_guard: Option<DepthGuard>,
     },
-    Json(jsonschema::Validator),
+    Json {
+        validator: jsonschema::Validator,
+        /// The same schema over the borrowed tape (see `tape.rs`): the fast
+        /// path; `None` if it did not compile (then `Value` is always used).
+        tape: Option<jsonschema::Validator<TapeJson>>,
+    },
     /// Recognised but not decoded: only the message-index framing is checked.
     Protobuf(#[allow(dead_code)] String),
 }
@@ -176,7 +183,8 @@ pub fn compile(kind: SchemaKind, text: &str) -> Result<CompiledSchema, String> {
                 .with_retriever(NoRemoteRefs)
                 .build(&value)
                 .map_err(|e| format!("json schema: {e}"))?;
-            Inner::Json(validator)
+            let tape = jsonschema::options_for::<TapeJson>().with_retriever(NoRemoteRefs).build(&value).ok();
+            Inner::Json { validator, tape }
         }
         SchemaKind::Protobuf => {
             if text.trim().is_empty() {
@@ -196,7 +204,7 @@ impl CompiledSchema {
     /// Checks one serialized value (see the module doc for what `body` is).
     pub fn validate(&self, body: &[u8]) -> Result<(), Violation> {
         match &self.inner {
-            Inner::Json(validator) => validate_json(validator, body),
+            Inner::Json { validator, tape } => validate_json(validator, tape.as_ref(), body),
             Inner::Avro { reader, depth_guard } => validate_avro(reader, depth_guard.as_ref(), body),
             Inner::Protobuf(_) => read_message_indexes(body, |_| {})
                 .map(|_| ())
@@ -209,13 +217,30 @@ impl CompiledSchema {
     /// 500-byte event) does not pay twice. `None` for Avro/Protobuf.
     pub fn validate_json_value(&self, value: &serde_json::Value) -> Option<Result<(), Violation>> {
         match &self.inner {
-            Inner::Json(validator) => Some(check_json(validator, value)),
+            Inner::Json { validator, .. } => Some(check_json(validator, value)),
             _ => None,
         }
     }
 }
 
-fn validate_json(validator: &jsonschema::Validator, body: &[u8]) -> Result<(), Violation> {
+fn validate_json(
+    validator: &jsonschema::Validator,
+    tape_validator: Option<&jsonschema::Validator<TapeJson>>,
+    body: &[u8],
+) -> Result<(), Violation> {
+    thread_local! {
+        // Each ingest thread's parse buffers, reused for every record.
+        static TAPE: RefCell<Tape> = RefCell::new(Tape::default());
+    }
+    // The fast path answers only "valid"; anything else (not JSON, a
+    // document the tape does not stand for, a violation) is decided and
+    // worded through `Value` below.
+    if let (Some(tape_validator), Ok(text)) = (tape_validator, std::str::from_utf8(body)) {
+        let valid = TAPE.with_borrow_mut(|tape| tape.parse(text) && tape_validator.is_valid(tape.root(text)));
+        if valid {
+            return Ok(());
+        }
+    }
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| Violation::new(ViolationReason::NotJson, e.to_string()))?;
     check_json(validator, &value)

@@ -49,6 +49,11 @@ pub struct PipewardenResult {
     /// Share of the scrape intervals in the window in which no record was
     /// processed (stalls: waiting on fetches, rebalances, locks, ...).
     pub idle_scrape_fraction: f64,
+    /// p99 of `pipewarden_record_processing_seconds` (interpolated within
+    /// its bucket, as `histogram_quantile` does), in microseconds.
+    pub processing_p99_us: f64,
+    /// Share of records processed within 50 µs (a bucket bound: exact).
+    pub processing_within_50us: f64,
     /// Exit code after SIGTERM (None: killed by a signal).
     pub exit_code: Option<i32>,
     /// SIGTERM to exit, in seconds.
@@ -259,7 +264,10 @@ pub fn run(r: &Run<'_>) -> anyhow::Result<PipewardenResult> {
         None => bail!("pipewarden did not exit within 30 s of SIGTERM"),
     };
 
+    let processing = sys::histogram_buckets(&body, "pipewarden_record_processing_seconds");
     Ok(PipewardenResult {
+        processing_p99_us: sys::histogram_quantile(0.99, &processing).unwrap_or(f64::NAN) * 1e6,
+        processing_within_50us: sys::histogram_share_within(50e-6, &processing).unwrap_or(f64::NAN),
         group: r.group.to_string(),
         records: count,
         payload_bytes: sys::sum_samples(&body, "pipewarden_record_bytes_total", r.topic),

@@ -204,9 +204,68 @@ pub fn sum_samples(body: &str, name: &str, topic: &str) -> u64 {
     sum_where(body, name, &[("topic", topic)])
 }
 
+/// The cumulative buckets of an unlabelled histogram: (upper bound, count).
+pub fn histogram_buckets(body: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, u64)> = body
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let (le, value) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The `q` quantile of cumulative buckets, interpolated linearly within
+/// its bucket as PromQL's `histogram_quantile` does; `None` without counts.
+pub fn histogram_quantile(q: f64, buckets: &[(f64, u64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0u64);
+    for &(le, count) in buckets {
+        if count as f64 >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let within = (count - below) as f64;
+            return Some(if within == 0.0 { le } else { lower + (le - lower) * (rank - below as f64) / within });
+        }
+        (lower, below) = (le, count);
+    }
+    Some(lower)
+}
+
+/// Share of the observations at or under `bound` (an exact bucket bound).
+pub fn histogram_share_within(bound: f64, buckets: &[(f64, u64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    let within = buckets.iter().find(|(le, _)| (*le - bound).abs() <= bound * 1e-9)?.1;
+    (total > 0).then(|| within as f64 / total as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_like_promql() {
+        let body = "x_bucket{le=\"1e-6\"} 0\nx_bucket{le=\"5e-6\"} 50\nx_bucket{le=\"1e-5\"} 90\n\
+                    x_bucket{le=\"5e-5\"} 100\nx_bucket{le=\"+Inf\"} 100\nx_sum 1\nx_count 100\n";
+        let buckets = histogram_buckets(body, "x");
+        assert_eq!(buckets.len(), 5);
+        let p50 = histogram_quantile(0.5, &buckets).unwrap();
+        assert!((p50 - 5e-6).abs() < 1e-12, "{p50}");
+        let p99 = histogram_quantile(0.99, &buckets).unwrap();
+        assert!((p99 - (1e-5 + 4e-5 * 0.9)).abs() < 1e-12, "{p99}");
+        assert_eq!(histogram_share_within(1e-5, &buckets), Some(0.9));
+        assert_eq!(histogram_quantile(0.5, &[]), None);
+    }
 
     #[test]
     fn sums_matching_samples_only() {
