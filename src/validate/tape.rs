@@ -68,6 +68,9 @@ pub struct Tape {
     unescaped: String,
     /// Open containers while parsing.
     stack: Vec<u32>,
+    /// Per open container: a 64-bit filter of the keys seen so far, so the
+    /// repeated-key check scans the members only on a filter hit.
+    seen: Vec<u64>,
 }
 
 impl Tape {
@@ -79,6 +82,7 @@ impl Tape {
         self.numbers.clear();
         self.unescaped.clear();
         self.stack.clear();
+        self.seen.clear();
         if self.entries.capacity() > KEEP_ENTRIES {
             self.entries.shrink_to(KEEP_ENTRIES);
             self.unescaped.shrink_to(KEEP_ENTRIES);
@@ -112,6 +116,7 @@ impl Tape {
                     let kind = if open == b'{' { Kind::Object } else { Kind::Array };
                     let index = self.push(kind, 0, 0)?;
                     self.stack.push(index);
+                    self.seen.push(0);
                     if self.stack.len() > MAX_NESTING {
                         return None;
                     }
@@ -165,6 +170,7 @@ impl Tape {
     }
 
     fn close(&mut self) {
+        self.seen.pop();
         if let Some(top) = self.stack.pop() {
             let end = self.entries.len() as u32;
             self.entries[top as usize].end = end;
@@ -181,12 +187,19 @@ impl Tape {
         let key = self.entries.len() - 1;
         let doc = Doc { tape: self, text: "" };
         let new = doc.key_bytes(key, b);
-        let mut member = object as usize + 1;
-        for _ in 0..self.entries[object as usize].a {
-            if doc.key_bytes(member, b) == new {
-                return None;
+        let bit = 1u64 << (key_hash(new) & 63);
+        let seen = self.seen.last().copied().unwrap_or(0);
+        if seen & bit != 0 {
+            let mut member = object as usize + 1;
+            for _ in 0..self.entries[object as usize].a {
+                if doc.key_bytes(member, b) == new {
+                    return None;
+                }
+                member = self.entries[member + 1].end as usize;
             }
-            member = self.entries[member + 1].end as usize;
+        }
+        if let Some(seen) = self.seen.last_mut() {
+            *seen |= bit;
         }
         let i = skip_ws(b, i);
         (b.get(i) == Some(&b':')).then_some(i + 1)
@@ -203,15 +216,14 @@ impl Tape {
     /// A string at `i` (its opening quote); returns the index after it.
     fn string(&mut self, b: &[u8], i: usize) -> Option<usize> {
         let start = i + 1;
-        // The closing quote or first escape (SIMD search), then one
-        // branch-free pass for control characters, which JSON forbids raw.
-        let mut j = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
-        if has_control(&b[start..j]) {
-            return None;
-        }
+        let mut j = special_byte(b, start)?;
         if b[j] == b'"' {
             self.push(Kind::String, start as u32, j as u32)?;
             return Some(j + 1);
+        }
+        if b[j] != b'\\' {
+            // A raw control character: not JSON.
+            return None;
         }
         // Escapes: the text goes to the unescape buffer.
         let from = self.unescaped.len();
@@ -259,13 +271,11 @@ impl Tape {
                     };
                     self.unescaped.push(c);
                 }
+                c if c < 0x20 => return None,
                 _ => {
-                    // Copy the run up to the next quote or escape at once.
+                    // Copy the run up to the next quote, escape or control character at once.
                     let run = j;
-                    j += memchr::memchr2(b'"', b'\\', &b[j..])?;
-                    if has_control(&b[run..j]) {
-                        return None;
-                    }
+                    j = special_byte(b, j)?;
                     self.unescaped.push_str(std::str::from_utf8(&b[run..j]).ok()?);
                 }
             }
@@ -331,10 +341,34 @@ impl Tape {
     }
 }
 
-/// Whether any byte is a control character (below 0x20). Written without
-/// early exit so the compiler vectorises it.
-fn has_control(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |any, &c| any | u8::from(c < 0x20)) != 0
+/// Index of the first byte at or after `from` that ends a plain run of
+/// string text: a quote, a backslash or a control character (below 0x20).
+/// Eight bytes at a time: each test sets a byte's top bit where it holds,
+/// and the lowest set bit is exact (borrows only run upwards).
+fn special_byte(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const TOPS: u64 = 0x8080_8080_8080_8080;
+    let mut j = from;
+    while let Some(chunk) = b.get(j..j + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        let hits = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let hits = hits & TOPS;
+        if hits != 0 {
+            return Some(j + hits.trailing_zeros() as usize / 8);
+        }
+        j += 8;
+    }
+    while let Some(&c) = b.get(j) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some(j);
+        }
+        j += 1;
+    }
+    None
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -342,6 +376,16 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// A cheap hash of a key for the repeated-key filter: its length and up
+/// to its first eight bytes.
+fn key_hash(key: &[u8]) -> u32 {
+    let mut head = [0u8; 8];
+    let n = key.len().min(8);
+    head[..n].copy_from_slice(&key[..n]);
+    let mixed = (u64::from_le_bytes(head) ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 58) as u32
 }
 
 fn hex4(digits: &[u8]) -> Option<u32> {
@@ -638,6 +682,38 @@ mod tests {
         assert!(!tape.parse(&deep));
         let fine = "[".repeat(MAX_NESTING) + &"]".repeat(MAX_NESTING);
         assert!(tape.parse(&fine));
+    }
+
+    #[test]
+    fn repeated_keys_are_found_among_many() {
+        let mut tape = Tape::default();
+        let members: Vec<String> = (0..200).map(|n| format!("\"key{n}\":{n}")).collect();
+        let text = format!("{{{}}}", members.join(","));
+        assert!(tape.parse(&text));
+        assert_eq!(tape.to_value(&text), serde_json::from_str::<Value>(&text).unwrap());
+        for repeated in [0, 63, 64, 199] {
+            let text = format!("{{{},\"key{repeated}\":true}}", members.join(","));
+            assert!(!tape.parse(&text), "key{repeated}");
+        }
+        // The same key in different objects is no repeat.
+        assert!(tape.parse(r#"{"a":{"a":1},"b":{"a":2}}"#));
+    }
+
+    #[test]
+    fn the_special_byte_scan_agrees_with_a_plain_scan() {
+        let plain = |b: &[u8], from: usize| (from..b.len()).find(|&j| b[j] == b'"' || b[j] == b'\\' || b[j] < 0x20);
+        let mut text = b"abcdefghijklmnopqrstuvwxyz0123456789\xc3\xa9\xe2\x82\xac".to_vec();
+        for special in [b'"', b'\\', b'\n', 0x1f, 0] {
+            for at in 0..text.len() {
+                let saved = text[at];
+                text[at] = special;
+                for from in 0..=at {
+                    assert_eq!(special_byte(&text, from), plain(&text, from), "{special} at {at} from {from}");
+                }
+                text[at] = saved;
+            }
+        }
+        assert_eq!(special_byte(&text, 0), None);
     }
 
     #[test]
