@@ -31,6 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
 use crate::config::{Config, QuarantineConfig};
+use crate::ingest::access::Denied;
 
 /// Header names added to every quarantined record.
 pub mod header {
@@ -55,6 +56,8 @@ pub struct Ack {
     pub reason: &'static str,
     /// `Err` carries librdkafka's error (for logs only, never a label).
     pub result: Result<(), String>,
+    /// Set when the write failed for a missing ACL or a refused login.
+    pub denied: Option<Denied>,
 }
 
 /// Identifies the source record of a copy in the delivery callback.
@@ -75,6 +78,11 @@ impl ProducerContext for QuarantineContext {
     type DeliveryOpaque = Box<Ticket>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
+        let denied = result
+            .as_ref()
+            .err()
+            .and_then(|(err, _)| err.rdkafka_error_code())
+            .and_then(|code| Denied::of_quarantine_error(code, false));
         let result = result.as_ref().map(|_| ()).map_err(|(err, _)| err.to_string());
         // Never blocks: the ingest loop keeps fewer records in flight than
         // the channel holds (see `Quarantine::capacity`).
@@ -84,6 +92,7 @@ impl ProducerContext for QuarantineContext {
             offset: ticket.offset,
             reason: ticket.reason,
             result,
+            denied,
         });
     }
 }
@@ -109,6 +118,8 @@ pub struct Quarantine {
     /// Partition count of each quarantine topic known to exist.
     topics: HashMap<String, i32>,
     capacity: usize,
+    /// Why the last `send` failed, when the cluster refused it (see `take_denied`).
+    denied: Option<Denied>,
 }
 
 impl Quarantine {
@@ -140,7 +151,7 @@ impl Quarantine {
             .build()
             .context("failed to start the admin runtime")?;
         let producer = Arc::new(producer);
-        Ok((Self { producer, admin, runtime, settings, topics: HashMap::new(), capacity }, receiver))
+        Ok((Self { producer, admin, runtime, settings, topics: HashMap::new(), capacity, denied: None }, receiver))
     }
 
     pub fn producer(&self) -> Arc<QuarantineProducer> {
@@ -236,7 +247,10 @@ impl Quarantine {
                     match result {
                         Ok(_) => info!(topic, partitions = source_partitions, "quarantine topic created"),
                         Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((_, code)) => return Err(format!("cannot create quarantine topic {topic}: {code}")),
+                        Err((_, code)) => {
+                            self.denied = Denied::of_quarantine_error(code, true);
+                            return Err(format!("cannot create quarantine topic {topic}: {code}"));
+                        }
                     }
                 }
                 source_partitions.max(1)
@@ -245,6 +259,11 @@ impl Quarantine {
         };
         self.topics.insert(topic.to_string(), partitions);
         Ok(partitions)
+    }
+
+    /// The access problem behind the last failed `send`, if it was one.
+    pub fn take_denied(&mut self) -> Option<Denied> {
+        self.denied.take()
     }
 
     /// Waits up to `timeout` for every queued copy to be acknowledged.

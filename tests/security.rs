@@ -164,3 +164,163 @@ fn scram_sha_512_over_tls_with_the_documented_acls_governs_exactly() {
     let kafka = SecureKafka::from_env();
     ingest_with_the_documented_acls(&kafka, &kafka.scram.clone(), "sec-scram");
 }
+
+fn denied(daemon: &Daemon, kind: &str) -> f64 {
+    daemon.metric(&format!("pipewarden_kafka_access_denied_total{{kind=\"{kind}\"}}"))
+}
+
+/// `/readyz` answers 503 and its body names `reason`.
+fn assert_not_ready_because(daemon: &Daemon, reason: &str) {
+    let (status, body) = daemon.http_get("/readyz").expect("readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(reason), "readyz does not say {reason:?}: {body}");
+}
+
+/// 10 valid records with poison at offsets 2 and 8.
+fn twelve_records() -> Vec<Vec<u8>> {
+    let payloads = records(10, 2);
+    assert_eq!(
+        payloads.iter().map(|p| p.len() == 30).collect::<Vec<_>>()[..9],
+        [false, false, true, false, false, false, false, false, true]
+    );
+    payloads
+}
+
+#[test]
+fn without_read_on_the_watched_topic_the_missing_acl_is_named_and_no_offset_moves() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-noread");
+    let group = unique("sec-noread-group");
+    kafka.create_topics(&[(&topic, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    // DESCRIBE lets pipewarden see the topic and subscribe; READ is missing.
+    // (Without DESCRIBE either, the topic is invisible and simply not watched.)
+    let mut acls = documented_acls(&topic, &group);
+    acls[0] = Acl::new(Resource::Topic, &topic, Pattern::Literal, Operation::Describe);
+    kafka.grant(&user, &acls);
+
+    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    run.daemon.wait_for("the refused read", WAIT, |d| denied(d, "topic_read") >= 1.0);
+    assert_not_ready_because(&run.daemon, "not authorized: kafka denied READ on a watched topic");
+    assert_eq!(verdicts(&run.daemon, &topic, "unverified") + verdicts(&run.daemon, &topic, "invalid"), 0.0);
+    assert_eq!(kafka.committed_offset(&group, &topic), -1, "no offset moved");
+    let log = run.log_text();
+    assert!(log.contains("kafka refused access"), "{log}");
+    assert!(log.contains("grant READ on every watched topic"), "{log}");
+
+    // Granted: the records flow and readiness returns, without a restart.
+    kafka.grant(&user, &[Acl::new(Resource::Topic, &topic, Pattern::Literal, Operation::Read)]);
+    run.daemon.wait_for("every offset committed", WAIT, |_| kafka.committed_offset(&group, &topic) == 12);
+    assert_eq!(verdicts(&run.daemon, &topic, "unverified"), 10.0);
+    assert_eq!(verdicts(&run.daemon, &topic, "invalid"), 2.0);
+    run.daemon.wait_for("ready", WAIT, |d| d.status("/readyz") == Some(200));
+    assert!(run.daemon.terminate().success());
+}
+
+#[test]
+fn without_read_on_the_group_the_missing_acl_is_named_and_nothing_is_consumed() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-nogroup");
+    let group = unique("sec-nogroup-group");
+    kafka.create_topics(&[(&topic, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    let mut acls = documented_acls(&topic, &group);
+    acls.remove(1);
+    kafka.grant(&user, &acls);
+
+    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    run.daemon.wait_for("the refused group", WAIT, |d| denied(d, "group_read") >= 1.0);
+    assert_not_ready_because(&run.daemon, "not authorized: kafka denied READ on the consumer group");
+    assert_eq!(verdicts(&run.daemon, &topic, "unverified") + verdicts(&run.daemon, &topic, "invalid"), 0.0);
+    assert_eq!(kafka.committed_offset(&group, &topic), -1, "no offset moved");
+    assert!(run.log_text().contains("grant READ on the consumer group kafka.group_id"));
+    assert!(run.daemon.terminate().success());
+}
+
+#[test]
+fn without_write_on_the_quarantine_topic_the_partition_waits_at_the_poison_record() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-nowrite");
+    let group = unique("sec-nowrite-group");
+    let quarantine = format!("{topic}.quarantine");
+    kafka.create_topics(&[(&topic, 1), (&quarantine, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    let mut acls = documented_acls(&topic, &group);
+    acls.remove(2);
+    kafka.grant(&user, &acls);
+
+    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    run.daemon.wait_for("the refused write", WAIT, |d| denied(d, "quarantine_write") >= 1.0);
+    assert_not_ready_because(&run.daemon, "not authorized: kafka denied WRITE on a quarantine topic");
+    assert_eq!(run.daemon.metric("pipewarden_paused_partitions{reason=\"quarantine_failed\"}"), 1.0);
+    // Nothing at or past the first poison record (offset 2) is committed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let committed = kafka.committed_offset(&group, &topic);
+    assert!(committed <= 2, "committed offset {committed} moved past the unquarantined record");
+    assert!(kafka.read_all(&quarantine).is_empty());
+    assert!(run.log_text().contains("grant WRITE on the quarantine topics"));
+
+    kafka.grant(&user, &[Acl::new(Resource::Topic, &quarantine, Pattern::Literal, Operation::Write)]);
+    run.daemon.wait_for("every offset committed", WAIT, |_| kafka.committed_offset(&group, &topic) == 12);
+    run.daemon.wait_for("ready", WAIT, |d| d.status("/readyz") == Some(200));
+    assert!(run.daemon.terminate().success());
+    let origins: Vec<String> = kafka
+        .read_all(&quarantine)
+        .iter()
+        .map(|copy| {
+            let headers = copy.headers().unwrap();
+            let origin = headers.iter().find(|h| h.key == "pipewarden.origin.offset").unwrap();
+            String::from_utf8(origin.value.unwrap().to_vec()).unwrap()
+        })
+        .collect();
+    assert_eq!(origins, ["2", "8"]);
+}
+
+#[test]
+fn without_create_a_missing_quarantine_topic_is_named_and_the_partition_waits() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-nocreate");
+    let group = unique("sec-nocreate-group");
+    kafka.create_topics(&[(&topic, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    let mut acls = documented_acls(&topic, &group);
+    acls.remove(3);
+    kafka.grant(&user, &acls);
+
+    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    run.daemon.wait_for("the refused creation", WAIT, |d| denied(d, "quarantine_create") >= 1.0);
+    assert_not_ready_because(&run.daemon, "not authorized: kafka denied CREATE of a quarantine topic");
+    std::thread::sleep(Duration::from_millis(1500));
+    let committed = kafka.committed_offset(&group, &topic);
+    assert!(committed <= 2, "committed offset {committed} moved past the unquarantined record");
+    assert!(run.log_text().contains("grant CREATE on the quarantine topics"));
+    assert!(run.daemon.terminate().success());
+}
+
+#[test]
+fn a_wrong_password_is_an_authentication_error_and_neither_password_is_logged() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.scram.clone();
+    let topic = unique("sec-badpass");
+    let group = unique("sec-badpass-group");
+    kafka.create_topics(&[(&topic, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    kafka.grant(&user, &documented_acls(&topic, &group));
+    let wrong = unique("not-the-password");
+
+    let mut run = start(&kafka, &user, &wrong, &topic, &group, "debug");
+    run.daemon.wait_for("the refused login", WAIT, |d| denied(d, "authentication") >= 1.0);
+    assert_not_ready_because(&run.daemon, "kafka authentication failed: check the SASL credentials");
+    assert_eq!(verdicts(&run.daemon, &topic, "unverified") + verdicts(&run.daemon, &topic, "invalid"), 0.0);
+    assert_eq!(kafka.committed_offset(&group, &topic), -1, "no offset moved");
+    assert!(run.daemon.terminate().success());
+    let log = run.log_text();
+    assert!(log.contains("SASL authentication error"), "{log}");
+    assert!(log.contains("check sasl.mechanism, sasl.username and the password"), "{log}");
+    assert!(!log.contains(&wrong), "the configured password was logged");
+    assert!(!log.contains(&user.password), "the real password was logged");
+}
