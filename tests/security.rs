@@ -103,6 +103,13 @@ fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, name: &str)
     kafka.produce(&topic, &payloads);
     kafka.grant(user, &documented_acls(&topic, &group));
 
+    // An application group pipewarden may describe (its lag is reported) and
+    // one it may not (invisible to it: not reported, and no error).
+    let (app, hidden) = (unique(&format!("{name}-app")), unique(&format!("{name}-hidden")));
+    kafka.commit_offset(&app, &topic, 10);
+    kafka.commit_offset(&hidden, &topic, 5);
+    kafka.grant(user, &[Acl::new(Resource::Group, &app, Pattern::Literal, Operation::Describe)]);
+
     let mut run = start(kafka, user, &user.password, &topic, &group, "debug,librdkafka=debug");
     run.daemon
         .wait_for("46 verdicts", WAIT, |d| verdicts(d, &topic, "unverified") + verdicts(d, &topic, "invalid") >= 46.0);
@@ -121,6 +128,10 @@ fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, name: &str)
             status == 200 && serde_json::from_str::<serde_json::Value>(&body).unwrap()["lag_messages"] == 0
         })
     });
+    let app_lag = run.daemon.http_get(&format!("/api/v1/lag/{app}")).expect("lag of the application group");
+    assert_eq!(app_lag.0, 200, "{}", app_lag.1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&app_lag.1).unwrap()["lag_messages"], 36, "{}", app_lag.1);
+    assert_eq!(run.daemon.status(&format!("/api/v1/lag/{hidden}")), Some(404));
     let lag_errors: f64 = ["list_groups", "group_offsets", "describe_group", "end_offsets"]
         .iter()
         .map(|kind| run.daemon.metric(&format!("pipewarden_lag_poll_errors_total{{kind=\"{kind}\"}}")))
@@ -323,4 +334,46 @@ fn a_wrong_password_is_an_authentication_error_and_neither_password_is_logged() 
     assert!(log.contains("check sasl.mechanism, sasl.username and the password"), "{log}");
     assert!(!log.contains(&wrong), "the configured password was logged");
     assert!(!log.contains(&user.password), "the real password was logged");
+}
+
+#[test]
+fn scale_out_mode_works_with_the_documented_acls_for_its_observations_topic() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-scaleout");
+    let group = unique("sec-scaleout-group");
+    let observations = format!("pipewarden.{topic}.observations");
+    kafka.create_topics(&[(&topic, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    let mut acls = documented_acls(&topic, &group);
+    for operation in [Operation::Create, Operation::Write, Operation::Read] {
+        acls.push(Acl::new(Resource::Topic, &observations, Pattern::Literal, operation));
+    }
+    acls.push(Acl::new(Resource::Group, &format!("{group}.observations"), Pattern::Literal, Operation::Read));
+    kafka.grant(&user, &acls);
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pipewarden.log");
+    let properties = kafka.daemon_properties(&user, PASSWORD_VAR);
+    let env = [(PASSWORD_VAR, user.password.as_str()), ("KAFKA_BOOTSTRAP", kafka.bootstrap.as_str())];
+    let include = regex_escape(&topic);
+    let extra =
+        format!("[correlate]\nmode = \"kafka\"\n[correlate.kafka]\ntopic = \"{observations}\"\npartitions = 2\n");
+    let mut options = DaemonOptions::new(&include, &group);
+    options.governance = GOVERNANCE;
+    options.kafka_properties = &properties;
+    options.env = &env;
+    options.extra = &extra;
+    options.log_file = Some(&log);
+    let mut daemon = Daemon::start(options);
+    let consumed = "pipewarden_observations_total{result=\"consumed\"}";
+    daemon.wait_for("12 observations through the topic", WAIT, |d| d.metric(consumed) >= 12.0);
+    daemon.wait_for("every offset committed", WAIT, |_| kafka.committed_offset(&group, &topic) == 12);
+    let text = daemon.scrape().unwrap();
+    assert_eq!(sample(&text, "pipewarden_observations_total{result=\"produced\"}"), 12.0, "{text}");
+    assert_eq!(sample(&text, "pipewarden_observations_total{result=\"dropped\"}"), 0.0, "{text}");
+    assert_eq!(daemon.status("/readyz"), Some(200));
+    assert!(daemon.terminate().success());
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!log_text.contains(&user.password), "the password was logged");
 }

@@ -192,6 +192,15 @@ impl SecureKafka {
         }
     }
 
+    /// Commits `offset` on partition 0 of `topic` for `group`, as admin (an
+    /// application group whose lag pipewarden reports).
+    pub fn commit_offset(&self, group: &str, topic: &str, offset: i64) {
+        let consumer: BaseConsumer = self.client_config(&self.admin).set("group.id", group).create().unwrap();
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, Offset::Offset(offset)).unwrap();
+        consumer.commit(&list, rdkafka::consumer::CommitMode::Sync).expect("commit");
+    }
+
     /// Grants `acls` to `user` as admin (rdkafka has no safe CreateAcls, so
     /// through librdkafka's C API); panics on any failure.
     pub fn grant(&self, user: &User, acls: &[Acl]) {
