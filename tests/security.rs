@@ -62,11 +62,36 @@ impl Run {
     }
 }
 
-/// Starts pipewarden as `user` on `topic` with `password` in its environment, logging at `level`.
-fn start(kafka: &SecureKafka, user: &User, password: &str, topic: &str, group: &str, level: &str) -> Run {
+/// Where the daemon's configuration takes the password from.
+#[derive(Clone, Copy)]
+enum Secret {
+    /// `${TEST_KAFKA_PASSWORD}`, set in the daemon's environment.
+    Environment,
+    /// `${file:...}`, a file only the test writes (as a mounted secret would be).
+    File,
+}
+
+/// Starts pipewarden as `user` on `topic` with `password` given through
+/// `secret`, logging at `level`.
+fn start(
+    kafka: &SecureKafka,
+    user: &User,
+    (password, secret): (&str, Secret),
+    topic: &str,
+    group: &str,
+    level: &str,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pipewarden.log");
-    let properties = kafka.daemon_properties(user, PASSWORD_VAR);
+    let reference = match secret {
+        Secret::Environment => format!("${{{PASSWORD_VAR}}}"),
+        Secret::File => {
+            let file = dir.path().join("kafka-password");
+            std::fs::write(&file, format!("{password}\n")).unwrap();
+            format!("${{file:{}}}", file.display())
+        }
+    };
+    let properties = kafka.daemon_properties(user, &reference);
     let env = [(PASSWORD_VAR, password), ("KAFKA_BOOTSTRAP", kafka.bootstrap.as_str()), ("PIPEWARDEN_LOG", level)];
     let include = regex_escape(topic);
     let mut options = DaemonOptions::new(&include, group);
@@ -95,7 +120,7 @@ fn verdicts(daemon: &Daemon, topic: &str, verdict: &str) -> f64 {
 /// A full run as `user` with the documented ACLs: exact verdicts, exact
 /// quarantine copies, every offset committed, the group's lag reported, and
 /// the password nowhere in the debug-level log.
-fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, name: &str) {
+fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, secret: Secret, name: &str) {
     let topic = unique(name);
     let group = unique(&format!("{name}-group"));
     kafka.create_topics(&[(&topic, 1)]);
@@ -110,7 +135,7 @@ fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, name: &str)
     kafka.commit_offset(&hidden, &topic, 5);
     kafka.grant(user, &[Acl::new(Resource::Group, &app, Pattern::Literal, Operation::Describe)]);
 
-    let mut run = start(kafka, user, &user.password, &topic, &group, "debug,librdkafka=debug");
+    let mut run = start(kafka, user, (&user.password, secret), &topic, &group, "debug,librdkafka=debug");
     run.daemon
         .wait_for("46 verdicts", WAIT, |d| verdicts(d, &topic, "unverified") + verdicts(d, &topic, "invalid") >= 46.0);
     run.daemon.wait_for("every offset committed", WAIT, |_| kafka.committed_offset(&group, &topic) == 46);
@@ -165,15 +190,15 @@ fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, name: &str)
 }
 
 #[test]
-fn plain_over_tls_with_the_documented_acls_governs_exactly() {
+fn plain_over_tls_with_a_password_from_the_environment_and_the_documented_acls_governs_exactly() {
     let kafka = SecureKafka::from_env();
-    ingest_with_the_documented_acls(&kafka, &kafka.plain.clone(), "sec-plain");
+    ingest_with_the_documented_acls(&kafka, &kafka.plain.clone(), Secret::Environment, "sec-plain");
 }
 
 #[test]
-fn scram_sha_512_over_tls_with_the_documented_acls_governs_exactly() {
+fn scram_sha_512_over_tls_with_a_password_file_and_the_documented_acls_governs_exactly() {
     let kafka = SecureKafka::from_env();
-    ingest_with_the_documented_acls(&kafka, &kafka.scram.clone(), "sec-scram");
+    ingest_with_the_documented_acls(&kafka, &kafka.scram.clone(), Secret::File, "sec-scram");
 }
 
 fn denied(daemon: &Daemon, kind: &str) -> f64 {
@@ -211,7 +236,7 @@ fn without_read_on_the_watched_topic_the_missing_acl_is_named_and_no_offset_move
     acls[0] = Acl::new(Resource::Topic, &topic, Pattern::Literal, Operation::Describe);
     kafka.grant(&user, &acls);
 
-    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    let mut run = start(&kafka, &user, (&user.password, Secret::Environment), &topic, &group, "info");
     run.daemon.wait_for("the refused read", WAIT, |d| denied(d, "topic_read") >= 1.0);
     assert_not_ready_because(&run.daemon, "not authorized: kafka denied READ on a watched topic");
     assert_eq!(verdicts(&run.daemon, &topic, "unverified") + verdicts(&run.daemon, &topic, "invalid"), 0.0);
@@ -241,7 +266,7 @@ fn without_read_on_the_group_the_missing_acl_is_named_and_nothing_is_consumed() 
     acls.remove(1);
     kafka.grant(&user, &acls);
 
-    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    let mut run = start(&kafka, &user, (&user.password, Secret::Environment), &topic, &group, "info");
     run.daemon.wait_for("the refused group", WAIT, |d| denied(d, "group_read") >= 1.0);
     assert_not_ready_because(&run.daemon, "not authorized: kafka denied READ on the consumer group");
     assert_eq!(verdicts(&run.daemon, &topic, "unverified") + verdicts(&run.daemon, &topic, "invalid"), 0.0);
@@ -263,7 +288,7 @@ fn without_write_on_the_quarantine_topic_the_partition_waits_at_the_poison_recor
     acls.remove(2);
     kafka.grant(&user, &acls);
 
-    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    let mut run = start(&kafka, &user, (&user.password, Secret::Environment), &topic, &group, "info");
     run.daemon.wait_for("the refused write", WAIT, |d| denied(d, "quarantine_write") >= 1.0);
     assert_not_ready_because(&run.daemon, "not authorized: kafka denied WRITE on a quarantine topic");
     assert_eq!(run.daemon.metric("pipewarden_paused_partitions{reason=\"quarantine_failed\"}"), 1.0);
@@ -302,7 +327,7 @@ fn without_create_a_missing_quarantine_topic_is_named_and_the_partition_waits() 
     acls.remove(3);
     kafka.grant(&user, &acls);
 
-    let mut run = start(&kafka, &user, &user.password, &topic, &group, "info");
+    let mut run = start(&kafka, &user, (&user.password, Secret::Environment), &topic, &group, "info");
     run.daemon.wait_for("the refused creation", WAIT, |d| denied(d, "quarantine_create") >= 1.0);
     assert_not_ready_because(&run.daemon, "not authorized: kafka denied CREATE of a quarantine topic");
     std::thread::sleep(Duration::from_millis(1500));
@@ -323,7 +348,7 @@ fn a_wrong_password_is_an_authentication_error_and_neither_password_is_logged() 
     kafka.grant(&user, &documented_acls(&topic, &group));
     let wrong = unique("not-the-password");
 
-    let mut run = start(&kafka, &user, &wrong, &topic, &group, "debug");
+    let mut run = start(&kafka, &user, (&wrong, Secret::Environment), &topic, &group, "debug");
     run.daemon.wait_for("the refused login", WAIT, |d| denied(d, "authentication") >= 1.0);
     assert_not_ready_because(&run.daemon, "kafka authentication failed: check the SASL credentials");
     assert_eq!(verdicts(&run.daemon, &topic, "unverified") + verdicts(&run.daemon, &topic, "invalid"), 0.0);
@@ -354,7 +379,7 @@ fn scale_out_mode_works_with_the_documented_acls_for_its_observations_topic() {
 
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("pipewarden.log");
-    let properties = kafka.daemon_properties(&user, PASSWORD_VAR);
+    let properties = kafka.daemon_properties(&user, &format!("${{{PASSWORD_VAR}}}"));
     let env = [(PASSWORD_VAR, user.password.as_str()), ("KAFKA_BOOTSTRAP", kafka.bootstrap.as_str())];
     let include = regex_escape(&topic);
     let extra =

@@ -108,11 +108,11 @@ impl SecureKafka {
         config
     }
 
-    /// `[kafka.properties]` lines for pipewarden as `user`; the password
-    /// comes from the environment variable `password_var`.
-    pub fn daemon_properties(&self, user: &User, password_var: &str) -> String {
+    /// `[kafka.properties]` lines for pipewarden as `user`; the password is
+    /// `password_reference`, e.g. `${VAR}` or `${file:/path}`, never the value.
+    pub fn daemon_properties(&self, user: &User, password_reference: &str) -> String {
         format!(
-            "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"{}\"\n\"sasl.username\" = \"{}\"\n\"sasl.password\" = \"${{{password_var}}}\"\n\"ssl.ca.location\" = \"{}\"\n",
+            "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"{}\"\n\"sasl.username\" = \"{}\"\n\"sasl.password\" = \"{password_reference}\"\n\"ssl.ca.location\" = \"{}\"\n",
             user.mechanism,
             user.name,
             self.ca_file.display()
