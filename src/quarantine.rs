@@ -113,7 +113,8 @@ pub type QuarantineProducer = ThreadedProducer<QuarantineContext>;
 pub struct Quarantine {
     producer: Arc<QuarantineProducer>,
     admin: AdminClient<DefaultClientContext>,
-    runtime: tokio::runtime::Runtime,
+    /// Drives the admin client's topic creation; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     settings: QuarantineConfig,
     /// Partition count of each quarantine topic known to exist.
     topics: HashMap<String, i32>,
@@ -151,7 +152,10 @@ impl Quarantine {
             .build()
             .context("failed to start the admin runtime")?;
         let producer = Arc::new(producer);
-        Ok((Self { producer, admin, runtime, settings, topics: HashMap::new(), capacity, denied: None }, receiver))
+        Ok((
+            Self { producer, admin, runtime: Some(runtime), settings, topics: HashMap::new(), capacity, denied: None },
+            receiver,
+        ))
     }
 
     pub fn producer(&self) -> Arc<QuarantineProducer> {
@@ -241,8 +245,9 @@ impl Quarantine {
             _ if self.settings.create_topics => {
                 let new = NewTopic::new(topic, source_partitions.max(1), TopicReplication::Fixed(-1));
                 let options = AdminOptions::new().operation_timeout(Some(timeout));
+                let runtime = self.runtime.as_ref().expect("the admin runtime lives until drop");
                 let results =
-                    self.runtime.block_on(self.admin.create_topics([&new], &options)).map_err(|e| e.to_string())?;
+                    runtime.block_on(self.admin.create_topics([&new], &options)).map_err(|e| e.to_string())?;
                 for result in results {
                     match result {
                         Ok(_) => info!(topic, partitions = source_partitions, "quarantine topic created"),
@@ -270,6 +275,16 @@ impl Quarantine {
     pub fn flush(&self, timeout: Duration) {
         if let Err(err) = self.producer.flush(timeout) {
             warn!(error = %err, in_flight = self.producer.in_flight_count(), "quarantine flush incomplete");
+        }
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        // A failed start-up drops the stage inside the daemon's async
+        // runtime, where a runtime may not be dropped the blocking way.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -402,3 +402,86 @@ fn scale_out_mode_works_with_the_documented_acls_for_its_observations_topic() {
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(!log_text.contains(&user.password), "the password was logged");
 }
+
+/// Starts pipewarden as the PLAIN user with extra configuration sections.
+fn start_with(kafka: &SecureKafka, topic: &str, group: &str, governance: &str, extra: &str) -> Run {
+    let user = &kafka.plain;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("pipewarden.log");
+    let properties = kafka.daemon_properties(user, &format!("${{{PASSWORD_VAR}}}"));
+    let env = [(PASSWORD_VAR, user.password.as_str()), ("KAFKA_BOOTSTRAP", kafka.bootstrap.as_str())];
+    let include = regex_escape(topic);
+    let mut options = DaemonOptions::new(&include, group);
+    options.governance = governance;
+    options.extra = extra;
+    options.kafka_properties = &properties;
+    options.env = &env;
+    options.log_file = Some(&log);
+    Run { daemon: Daemon::start(options), log, _dir: dir }
+}
+
+#[test]
+fn transactional_mode_needs_write_on_its_transactional_id_and_says_so_at_start_up() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-tx");
+    let group = unique("sec-tx-group");
+    let transactional_id = unique("sec-tx-id");
+    kafka.create_topics(&[(&topic, 1)]);
+    kafka.produce(&topic, &twelve_records());
+    kafka.grant(&user, &documented_acls(&topic, &group));
+    let governance = GOVERNANCE.replace(
+        "[quarantine]\n",
+        &format!("[quarantine]\ntransactional = true\ntransactional_id = \"{transactional_id}\"\n"),
+    );
+
+    // Without WRITE on the transactional id: a start-up failure that names it.
+    let mut run = start_with(&kafka, &topic, &group, &governance, "");
+    let status = run.daemon.wait_exit(WAIT);
+    assert!(!status.success());
+    let log = run.log_text();
+    assert!(log.contains("failed to initialise quarantine transactions"), "{log}");
+    assert!(log.contains("Transactional Id authorization failed"), "{log}");
+    assert_eq!(kafka.committed_offset(&group, &topic), -1, "no offset moved");
+
+    kafka.grant(&user, &[Acl::new(Resource::TransactionalId, &transactional_id, Pattern::Literal, Operation::Write)]);
+    let mut run = start_with(&kafka, &topic, &group, &governance, "");
+    run.daemon.wait_for("every offset committed", WAIT, |_| kafka.committed_offset(&group, &topic) == 12);
+    assert_eq!(run.daemon.metric(&format!("pipewarden_quarantined_records_total{{topic=\"{topic}\"}}")), 2.0);
+    assert!(run.daemon.terminate().success());
+    // Two committed copies (transaction markers take offsets too).
+    assert_eq!(kafka.read_all(&format!("{topic}.quarantine")).len(), 2);
+}
+
+#[test]
+fn the_lag_of_a_group_on_an_unwatched_topic_needs_describe_on_that_topic() {
+    let kafka = SecureKafka::from_env();
+    let user = kafka.plain.clone();
+    let topic = unique("sec-laggy");
+    let group = unique("sec-laggy-group");
+    let other = unique("sec-laggy-other");
+    let app = unique("sec-laggy-app");
+    kafka.create_topics(&[(&topic, 1), (&other, 1)]);
+    kafka.produce(&other, &records(10, 0));
+    kafka.commit_offset(&app, &other, 4);
+    let mut acls = documented_acls(&topic, &group);
+    acls.push(Acl::new(Resource::Group, &app, Pattern::Literal, Operation::Describe));
+    kafka.grant(&user, &acls);
+
+    let mut run = start_with(&kafka, &topic, &group, GOVERNANCE, "[lag]\npoll_interval_ms = 500\n");
+    let report = |d: &Daemon| {
+        d.http_get(&format!("/api/v1/lag/{app}"))
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).unwrap())
+    };
+    // The group is visible, but the broker leaves out offsets of topics
+    // pipewarden may not describe: no partitions, no lag.
+    run.daemon.wait_for("the group's report", WAIT, |d| report(d).is_some());
+    let seen = report(&run.daemon).unwrap();
+    assert_eq!(seen["partitions"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["lag_messages"], 0, "{seen}");
+
+    kafka.grant(&user, &[Acl::new(Resource::Topic, &other, Pattern::Literal, Operation::Describe)]);
+    run.daemon.wait_for("the lag on the described topic", WAIT, |d| report(d).is_some_and(|r| r["lag_messages"] == 6));
+    assert!(run.daemon.terminate().success());
+}

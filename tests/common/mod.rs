@@ -526,6 +526,23 @@ grace_period_ms = 15000
         self.scrape().map_or(0.0, |text| sample(&text, series))
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (e.g. a
+    /// start-up failure); panics if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("pipewarden still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process without a graceful shutdown (SIGKILL).
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
