@@ -91,7 +91,11 @@ fn start(
             format!("${{file:{}}}", file.display())
         }
     };
-    let properties = kafka.daemon_properties(user, &reference);
+    let mut properties = kafka.daemon_properties(user, &reference);
+    if level.contains("librdkafka=debug") {
+        // librdkafka's own debug output too: its configuration dump and the SASL handshake.
+        properties.push_str("\"debug\" = \"conf,security\"\n");
+    }
     let env = [(PASSWORD_VAR, password), ("KAFKA_BOOTSTRAP", kafka.bootstrap.as_str()), ("PIPEWARDEN_LOG", level)];
     let include = regex_escape(topic);
     let mut options = DaemonOptions::new(&include, group);
@@ -186,7 +190,12 @@ fn ingest_with_the_documented_acls(kafka: &SecureKafka, user: &User, secret: Sec
     let log = run.log_text();
     assert!(log.contains("pipewarden starting"), "{log}");
     assert!(log.contains("sasl.password"), "the banner lists the property: {log}");
+    assert!(log.contains("SASL [thrd:"), "librdkafka's SASL debug lines are in the log: {log}");
     assert!(!log.contains(&user.password), "the password was logged");
+    // Payload contents never reach the log, not even at debug level.
+    for fragment in ["{\"event_type\"", "\"trace_id\":\"trace-", "shop-agent"] {
+        assert!(!log.contains(fragment), "payload content {fragment:?} was logged");
+    }
 }
 
 #[test]
