@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing pipewarden needs and a fresh machine may
 # lack: the C libraries librdkafka is built against (TLS, SASL, compression,
-# curl for OAUTHBEARER/OIDC), cmake, and checks for Rust, Java 17 and Maven.
+# curl for OAUTHBEARER/OIDC), cmake, the openssl command (the secured test
+# broker's and registry's certificates), and checks for Rust, Java 17 and Maven.
 # Idempotent: only missing Debian packages are installed (as root, or with
 # sudo when available).
 set -euo pipefail
 
-packages=(curl cmake pkg-config libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-yaml)
+packages=(curl cmake pkg-config openssl libssl-dev libsasl2-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev python3-yaml)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

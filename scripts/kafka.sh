@@ -2,6 +2,7 @@
 # Local single-node Apache Kafka (KRaft) for pipewarden's demo, tests and CI.
 #
 #   scripts/kafka.sh start|stop|status|restart|reset|logs [-f]
+#   KAFKA_SECURE=1 scripts/kafka.sh start|stop|status|restart|reset|env|logs [-f]
 #
 # Needs only Java 17+ and Maven: the broker's jars are resolved once from
 # Maven Central (scripts/kafka/pom.xml) into .cache/kafka/libs; the broker's
@@ -17,6 +18,21 @@
 #                          live in .run/kafka-$KAFKA_INSTANCE); give it its own
 #                          KAFKA_PORT and KAFKA_CONTROLLER_PORT. Tests that
 #                          stop and restart a broker use one of their own.
+#   KAFKA_SECURE           1: a second, secured broker for the tests of
+#                          pipewarden on a secured cluster: clients connect
+#                          with SASL (PLAIN or SCRAM-SHA-512) over TLS, and
+#                          ACLs are enforced (StandardAuthorizer, nothing
+#                          allowed without an ACL, super user "admin"). It
+#                          has its own run folder (.run/kafka-secure/), ports
+#                          (SECURE_KAFKA_PORT 9094, SECURE_KAFKA_CONTROLLER_PORT
+#                          9095 by default), a test CA and broker certificate
+#                          made once with openssl in .run/kafka-secure/tls/,
+#                          users admin, pipewarden (PLAIN) and
+#                          pipewarden-scram (SCRAM-SHA-512) with random
+#                          passwords kept in .run/kafka-secure/secrets/.
+#                          'env' prints the SECURE_KAFKA_* variables the
+#                          tests read. KAFKA_BOOTSTRAP does not apply to it;
+#                          SECURE_KAFKA_HEAP_OPTS sets its heap (-Xmx512m).
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to be ready (90)
 #   KAFKA_HEAP_OPTS        JVM heap options (-Xms256m -Xmx1g)
 #   KAFKA_JVM_OPTS         extra JVM options (none; -XX:TieredStopAtLevel=1
@@ -34,7 +50,22 @@ POM="$CONF_DIR/pom.xml"
 
 CACHE_DIR="$ROOT/.cache/kafka"
 LIBS="$CACHE_DIR/libs"
+KAFKA_SECURE="${KAFKA_SECURE:-0}"
+if [[ "$KAFKA_SECURE" == 1 ]]; then
+  KAFKA_INSTANCE=secure
+  KAFKA_PORT="${SECURE_KAFKA_PORT:-9094}"
+  KAFKA_CONTROLLER_PORT="${SECURE_KAFKA_CONTROLLER_PORT:-9095}"
+  TEMPLATE="$CONF_DIR/server-secure.properties.in"
+  # It holds a few test topics only.
+  KAFKA_HEAP_OPTS="${SECURE_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
+else
+  TEMPLATE="$CONF_DIR/server.properties.in"
+fi
 RUN_DIR="$ROOT/.run/kafka${KAFKA_INSTANCE:+-$KAFKA_INSTANCE}"
+TLS_DIR="$RUN_DIR/tls"
+SECRETS_DIR="$RUN_DIR/secrets"
+PLAIN_USER=pipewarden
+SCRAM_USER=pipewarden-scram
 DATA_DIR="$RUN_DIR/data"
 PROPS="$RUN_DIR/server.properties"
 PID_FILE="$RUN_DIR/kafka.pid"
@@ -58,6 +89,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
 # --- external cluster ------------------------------------------------------
 
 external() {
+  # The secured instance exists for the tests; it is never "external".
+  [[ "$KAFKA_SECURE" == 1 ]] && return 1
   local b="${KAFKA_BOOTSTRAP:-}"
   [[ -n "$b" && "$b" != "127.0.0.1:$KAFKA_PORT" && "$b" != "localhost:$KAFKA_PORT" ]]
 }
@@ -114,12 +147,57 @@ resolve_jars() {
   say "jars resolved in $(since "$t0")s ($(du -sh "$LIBS" | cut -f1))"
 }
 
+# The secured instance's test CA, broker certificate (for 127.0.0.1 and
+# localhost; key and chain in one PEM file, as ssl.keystore.type=PEM reads it)
+# and user passwords, made once; test material only, never for production.
+make_secrets() {
+  [[ -f "$TLS_DIR/.complete" && -f "$SECRETS_DIR/.complete" ]] && return 0
+  command -v openssl >/dev/null 2>&1 || die "openssl not found (e.g. apt-get install openssl)"
+  rm -rf "$TLS_DIR" "$SECRETS_DIR" "$DATA_DIR"
+  mkdir -p "$TLS_DIR" "$SECRETS_DIR" && chmod 700 "$TLS_DIR" "$SECRETS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 3650 \
+      -subj "/CN=pipewarden test kafka CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout key.pem -out broker.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+      'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 3650 \
+      -extfile broker.ext 2>/dev/null
+    # PKCS#8 key, then the certificate chain.
+    openssl pkcs8 -topk8 -nocrypt -in key.pem -out broker.pem
+    cat cert.pem ca.pem >>broker.pem
+    chmod 600 key.pem ca-key.pem broker.pem
+  ) || die "could not make the test certificates in $TLS_DIR"
+  local user
+  for user in admin "$PLAIN_USER" "$SCRAM_USER"; do
+    openssl rand -hex 16 >"$SECRETS_DIR/$user.password"
+  done
+  chmod 600 "$SECRETS_DIR"/*.password
+  touch "$TLS_DIR/.complete" "$SECRETS_DIR/.complete"
+}
+
+secret() { # user
+  cat "$SECRETS_DIR/$1.password"
+}
+
 write_props() {
   mkdir -p "$RUN_DIR"
-  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+  local secure=()
+  if [[ "$KAFKA_SECURE" == 1 ]]; then
+    make_secrets
+    secure=(
+      -e "s|@TLS_DIR@|$TLS_DIR|g"
+      -e "s|@ADMIN_PASSWORD@|$(secret admin)|g"
+      -e "s|@PLAIN_USER@|$PLAIN_USER|g"
+      -e "s|@PLAIN_PASSWORD@|$(secret "$PLAIN_USER")|g"
+    )
+  fi
+  (umask 077 && sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
       -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
       -e "s|@DATA_DIR@|$DATA_DIR|g" \
-      "$CONF_DIR/server.properties.in" >"$PROPS.tmp"
+      "${secure[@]}" \
+      "$TEMPLATE" >"$PROPS.tmp")
   mv "$PROPS.tmp" "$PROPS"
 }
 
@@ -130,8 +208,14 @@ format_storage() {
         -Dkafka.logs.dir="$RUN_DIR/storage-tool" kafka.tools.StorageTool random-uuid 2>>"$OUT" | tail -n1)"
   [[ -n "$id" ]] || die "StorageTool random-uuid printed nothing (see ${OUT#"$ROOT"/})"
   mkdir -p "$DATA_DIR"
+  # SCRAM credentials of a KRaft cluster are metadata records; formatting
+  # writes the first ones, so the broker accepts SCRAM logins from the start.
+  local scram=()
+  [[ "$KAFKA_SECURE" == 1 ]] &&
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$(secret "$SCRAM_USER")]")
   if ! "$JAVA" -cp "$LIBS/*" -Dlog4j2.configurationFile="$CONF_DIR/log4j2.properties" \
-       -Dkafka.logs.dir="$RUN_DIR/storage-tool" kafka.tools.StorageTool format -t "$id" -c "$PROPS" >>"$OUT" 2>&1; then
+       -Dkafka.logs.dir="$RUN_DIR/storage-tool" kafka.tools.StorageTool format -t "$id" -c "$PROPS" \
+       "${scram[@]}" >>"$OUT" 2>&1; then
     tail -n 20 "$OUT" >&2
     die "formatting KRaft storage in $DATA_DIR failed"
   fi
@@ -240,6 +324,19 @@ cmd_reset() {
   say "deleted ${DATA_DIR#"$ROOT"/}"
 }
 
+cmd_env() {
+  [[ "$KAFKA_SECURE" == 1 ]] || die "env is for the secured instance (KAFKA_SECURE=1)"
+  [[ -f "$SECRETS_DIR/.complete" ]] || die "no test credentials yet: start the secured instance first"
+  echo "SECURE_KAFKA_BOOTSTRAP=$LOCAL_BOOTSTRAP"
+  echo "SECURE_KAFKA_CA=$TLS_DIR/ca.pem"
+  echo "SECURE_KAFKA_ADMIN_USERNAME=admin"
+  echo "SECURE_KAFKA_ADMIN_PASSWORD_FILE=$SECRETS_DIR/admin.password"
+  echo "SECURE_KAFKA_PLAIN_USERNAME=$PLAIN_USER"
+  echo "SECURE_KAFKA_PLAIN_PASSWORD_FILE=$SECRETS_DIR/$PLAIN_USER.password"
+  echo "SECURE_KAFKA_SCRAM_USERNAME=$SCRAM_USER"
+  echo "SECURE_KAFKA_SCRAM_PASSWORD_FILE=$SECRETS_DIR/$SCRAM_USER.password"
+}
+
 cmd_logs() {
   [[ -f "$LOG" ]] || die "no server log at $LOG"
   if [[ "${1:-}" == "-f" ]]; then
@@ -249,7 +346,7 @@ cmd_logs() {
 }
 
 usage() {
-  echo "usage: $0 start|stop|status|restart|reset|logs [-f]" >&2
+  echo "usage: [KAFKA_SECURE=1] $0 start|stop|status|restart|reset|env|logs [-f]" >&2
   exit 1
 }
 
@@ -259,6 +356,7 @@ case "${1:-}" in
   status)  cmd_status ;;
   restart) cmd_stop; cmd_start ;;
   reset)   cmd_reset ;;
+  env)     cmd_env ;;
   logs)    shift; cmd_logs "$@" ;;
   *)       usage ;;
 esac

@@ -107,6 +107,11 @@ pub struct ConsumerErrorLabels {
     pub kind: ConsumerErrorKind,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabels {
+    pub kind: crate::ingest::access::Denied,
+}
+
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum RebalanceKind {
@@ -245,6 +250,8 @@ pub struct Metrics {
     pub event_age: Family<TopicLabels, Histogram, fn() -> Histogram>,
     pub processing: Histogram,
     pub consumer_errors: Family<ConsumerErrorLabels, Counter>,
+    /// Refused logins and missing ACLs (see `ingest/access.rs`).
+    pub access_denied: Family<DeniedLabels, Counter>,
     pub rebalances: Family<RebalanceLabels, Counter>,
     pub offset_commits: Family<CommitLabels, Counter>,
     pub assigned_partitions: Gauge,
@@ -291,6 +298,7 @@ impl Metrics {
             event_age: Family::new_with_constructor(|| Histogram::new(AGE_BUCKETS)),
             processing: Histogram::new(PROCESSING_BUCKETS),
             consumer_errors: Family::default(),
+            access_denied: Family::default(),
             rebalances: Family::default(),
             offset_commits: Family::default(),
             assigned_partitions: Gauge::default(),
@@ -359,6 +367,11 @@ impl Metrics {
             "consumer_errors",
             "Errors of pipewarden's Kafka consumer, by kind",
             metrics.consumer_errors.clone(),
+        );
+        registry.register(
+            "kafka_access_denied",
+            "Kafka requests refused for a failed login or a missing ACL, by what was refused",
+            metrics.access_denied.clone(),
         );
         registry.register(
             "consumer_rebalances",
@@ -484,6 +497,9 @@ impl Metrics {
         ] {
             let _ = metrics.consumer_errors.get_or_create(&ConsumerErrorLabels { kind });
         }
+        for kind in crate::ingest::access::Denied::ALL {
+            let _ = metrics.access_denied.get_or_create(&DeniedLabels { kind });
+        }
         for kind in [RebalanceKind::assign, RebalanceKind::revoke, RebalanceKind::error] {
             let _ = metrics.rebalances.get_or_create(&RebalanceLabels { kind });
         }
@@ -522,6 +538,10 @@ impl Metrics {
 
     pub fn record_consumer_error(&self, kind: ConsumerErrorKind) {
         self.consumer_errors.get_or_create(&ConsumerErrorLabels { kind }).inc();
+    }
+
+    pub fn record_access_denied(&self, kind: crate::ingest::access::Denied) {
+        self.access_denied.get_or_create(&DeniedLabels { kind }).inc();
     }
 
     pub fn record_rebalance(&self, kind: RebalanceKind) {

@@ -31,6 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{info, warn};
 
 use crate::config::{Config, QuarantineConfig};
+use crate::ingest::access::Denied;
 
 /// Header names added to every quarantined record.
 pub mod header {
@@ -55,6 +56,8 @@ pub struct Ack {
     pub reason: &'static str,
     /// `Err` carries librdkafka's error (for logs only, never a label).
     pub result: Result<(), String>,
+    /// Set when the write failed for a missing ACL or a refused login.
+    pub denied: Option<Denied>,
 }
 
 /// Identifies the source record of a copy in the delivery callback.
@@ -75,6 +78,11 @@ impl ProducerContext for QuarantineContext {
     type DeliveryOpaque = Box<Ticket>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<Ticket>) {
+        let denied = result
+            .as_ref()
+            .err()
+            .and_then(|(err, _)| err.rdkafka_error_code())
+            .and_then(|code| Denied::of_quarantine_error(code, false));
         let result = result.as_ref().map(|_| ()).map_err(|(err, _)| err.to_string());
         // Never blocks: the ingest loop keeps fewer records in flight than
         // the channel holds (see `Quarantine::capacity`).
@@ -84,6 +92,7 @@ impl ProducerContext for QuarantineContext {
             offset: ticket.offset,
             reason: ticket.reason,
             result,
+            denied,
         });
     }
 }
@@ -104,11 +113,14 @@ pub type QuarantineProducer = ThreadedProducer<QuarantineContext>;
 pub struct Quarantine {
     producer: Arc<QuarantineProducer>,
     admin: AdminClient<DefaultClientContext>,
-    runtime: tokio::runtime::Runtime,
+    /// Drives the admin client's topic creation; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     settings: QuarantineConfig,
     /// Partition count of each quarantine topic known to exist.
     topics: HashMap<String, i32>,
     capacity: usize,
+    /// Why the last `send` failed, when the cluster refused it (see `take_denied`).
+    denied: Option<Denied>,
 }
 
 impl Quarantine {
@@ -140,7 +152,10 @@ impl Quarantine {
             .build()
             .context("failed to start the admin runtime")?;
         let producer = Arc::new(producer);
-        Ok((Self { producer, admin, runtime, settings, topics: HashMap::new(), capacity }, receiver))
+        Ok((
+            Self { producer, admin, runtime: Some(runtime), settings, topics: HashMap::new(), capacity, denied: None },
+            receiver,
+        ))
     }
 
     pub fn producer(&self) -> Arc<QuarantineProducer> {
@@ -230,13 +245,17 @@ impl Quarantine {
             _ if self.settings.create_topics => {
                 let new = NewTopic::new(topic, source_partitions.max(1), TopicReplication::Fixed(-1));
                 let options = AdminOptions::new().operation_timeout(Some(timeout));
+                let runtime = self.runtime.as_ref().expect("the admin runtime lives until drop");
                 let results =
-                    self.runtime.block_on(self.admin.create_topics([&new], &options)).map_err(|e| e.to_string())?;
+                    runtime.block_on(self.admin.create_topics([&new], &options)).map_err(|e| e.to_string())?;
                 for result in results {
                     match result {
                         Ok(_) => info!(topic, partitions = source_partitions, "quarantine topic created"),
                         Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((_, code)) => return Err(format!("cannot create quarantine topic {topic}: {code}")),
+                        Err((_, code)) => {
+                            self.denied = Denied::of_quarantine_error(code, true);
+                            return Err(format!("cannot create quarantine topic {topic}: {code}"));
+                        }
                     }
                 }
                 source_partitions.max(1)
@@ -247,10 +266,25 @@ impl Quarantine {
         Ok(partitions)
     }
 
+    /// The access problem behind the last failed `send`, if it was one.
+    pub fn take_denied(&mut self) -> Option<Denied> {
+        self.denied.take()
+    }
+
     /// Waits up to `timeout` for every queued copy to be acknowledged.
     pub fn flush(&self, timeout: Duration) {
         if let Err(err) = self.producer.flush(timeout) {
             warn!(error = %err, in_flight = self.producer.in_flight_count(), "quarantine flush incomplete");
+        }
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        // A failed start-up drops the stage inside the daemon's async
+        // runtime, where a runtime may not be dropped the blocking way.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

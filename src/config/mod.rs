@@ -6,7 +6,8 @@
 //! 1. the TOML text is parsed into a tree and every `${VAR}` (or
 //!    `${VAR:-default}`) inside a string value is replaced from the
 //!    environment, which is passed in as a function so tests never touch the
-//!    process environment;
+//!    process environment; `${file:/path}` is replaced by the file's content
+//!    (one trailing newline dropped), for secrets mounted as files;
 //! 2. the tree is deserialized into [`RawConfig`]; keys that no field takes
 //!    are collected (not just the first one) and reported as unknown;
 //! 3. [`RawConfig::validate`] builds the typed [`Config`] and collects every
@@ -510,7 +511,12 @@ impl Config {
             .properties
             .iter()
             .map(|(key, value)| {
-                let secret = ["password", "secret", "key", "token", "jaas"].iter().any(|word| key.contains(word));
+                // librdkafka's secrets: sasl.password, sasl.oauthbearer.client.secret,
+                // sasl.oauthbearer.config (may embed a secret), sasl.jaas.config,
+                // ssl.key.password, ssl.key.pem, ssl_key, ssl.keystore.password,
+                // sasl.kerberos.keytab (and anything named like them).
+                const WORDS: &[&str] = &["password", "secret", "key", "token", "jaas", "oauthbearer.config"];
+                let secret = WORDS.iter().any(|word| key.contains(word));
                 (key.clone(), if secret { "[redacted]".to_string() } else { value.clone() })
             })
             .collect()
@@ -781,8 +787,8 @@ fn interpolate_value(
     }
 }
 
-/// Replaces `${VAR}` and `${VAR:-default}`; `$${` is a literal `${`.
-/// Returns `Ok(None)` when the text has nothing to replace.
+/// Replaces `${VAR}`, `${VAR:-default}` and `${file:/path}`; `$${` is a
+/// literal `${`. Returns `Ok(None)` when the text has nothing to replace.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, ProblemKind> {
     if !text.contains('$') {
         return Ok(None);
@@ -806,6 +812,11 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<O
             return Err(ProblemKind::BadInterpolation("unclosed ${ in value".into()));
         };
         let body = &body_start[..end];
+        if let Some(path) = body.strip_prefix("file:") {
+            out.push_str(&read_secret_file(path)?);
+            rest = &body_start[end + 1..];
+            continue;
+        }
         let (name, default) = match body.split_once(":-") {
             Some((name, default)) => (name, Some(default)),
             None => (body, None),
@@ -824,6 +835,24 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<O
     }
     out.push_str(rest);
     Ok(Some(out))
+}
+
+/// The content of a secret file (a Kubernetes or Docker secret, a file
+/// written by a vault agent), without the one trailing newline editors and
+/// `echo` add. The error names the path, never the content.
+fn read_secret_file(path: &str) -> Result<String, ProblemKind> {
+    if path.is_empty() {
+        return Err(ProblemKind::BadInterpolation("${file:} needs a path, e.g. ${file:/run/secrets/password}".into()));
+    }
+    let mut text =
+        std::fs::read_to_string(path).map_err(|err| ProblemKind::InvalidValue(format!("cannot read {path}: {err}")))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -1000,6 +1029,55 @@ mod tests {
         assert_eq!(config.kafka.properties["sasl.username"], "literal ${NOT_A_VAR} and $ sign");
         let redacted = config.redacted_properties();
         assert!(redacted.contains(&("sasl.password".into(), "[redacted]".into())));
+    }
+
+    #[test]
+    fn secrets_are_read_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("password");
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let text = format!(
+            "[kafka.properties]\n\"sasl.password\" = \"${{file:{}}}\"\n\"sasl.username\" = \"pw-$${{file:x}}\"\n",
+            password.display()
+        );
+        let config = Config::from_toml(&text, &no_env).unwrap();
+        assert_eq!(config.kafka.properties["sasl.password"], "s3cret");
+        assert_eq!(config.kafka.properties["sasl.username"], "pw-${file:x}");
+        let missing = dir.path().join("missing");
+        let found =
+            problems(&format!("[kafka]\ngroup_id = \"${{file:{}}}\"\nclient_id = \"${{file:}}\"\n", missing.display()));
+        assert!(
+            has(&found, "kafka.group_id", |k| matches!(k, ProblemKind::InvalidValue(m) if m.contains("missing"))),
+            "{found:?}"
+        );
+        assert!(has(&found, "kafka.client_id", |k| matches!(k, ProblemKind::BadInterpolation(_))), "{found:?}");
+    }
+
+    #[test]
+    fn every_secret_librdkafka_property_is_redacted() {
+        let secrets = [
+            "sasl.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.jaas.config",
+            "ssl.key.password",
+            "ssl.key.pem",
+            "ssl.keystore.password",
+            "ssl_key",
+            "sasl.kerberos.keytab",
+        ];
+        let mut text = String::from("[kafka.properties]\n");
+        for key in secrets {
+            text.push_str(&format!("\"{key}\" = \"hidden-{key}\"\n"));
+        }
+        text.push_str("\"sasl.username\" = \"pipewarden\"\n\"security.protocol\" = \"SASL_SSL\"\n");
+        let config = Config::from_toml(&text, &no_env).unwrap();
+        let redacted: BTreeMap<String, String> = config.redacted_properties().into_iter().collect();
+        for key in secrets {
+            assert_eq!(redacted[key], "[redacted]", "{key}");
+        }
+        assert_eq!(redacted["sasl.username"], "pipewarden");
+        assert_eq!(redacted["security.protocol"], "SASL_SSL");
     }
 
     #[test]

@@ -241,10 +241,21 @@ fn ensure_topic(client_config: &ClientConfig, topic: &str, partitions: i32) -> a
     if metadata.topics().iter().any(|t| t.name() == topic && !t.partitions().is_empty()) {
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let options = AdminOptions::new().operation_timeout(Some(timeout));
-    for result in runtime.block_on(admin.create_topics([&new], &options))? {
+    // Called from the daemon's async start-up: a runtime can neither block
+    // nor be dropped inside another one, so the request runs on a thread and
+    // runtime of its own.
+    let created = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> anyhow::Result<_> {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                Ok(runtime.block_on(admin.create_topics([&new], &options))?)
+            })
+            .join()
+    })
+    .map_err(|_| anyhow::anyhow!("creating the observations topic {topic} panicked"))?;
+    for result in created? {
         match result {
             Ok(_) => info!(topic, partitions, "observations topic created"),
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}

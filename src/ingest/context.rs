@@ -15,6 +15,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
+use super::access::{self, Denied};
 use super::transactions::Transactions;
 use super::Health;
 use crate::metrics::{CommitResult, ConsumerErrorKind, Metrics, RebalanceKind};
@@ -52,7 +53,10 @@ impl ClientContext for IngestContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.metrics.record_consumer_error(ConsumerErrorKind::client);
-        warn!(error = %error, reason, "kafka client error");
+        match Denied::of_consumer_error(&error) {
+            Some(kind) => access::report(&self.health, &self.metrics, kind, &reason),
+            None => warn!(error = %error, reason, "kafka client error"),
+        }
     }
 }
 
@@ -88,6 +92,8 @@ impl ConsumerContext for IngestContext {
             self.metrics.record_rebalance(RebalanceKind::assign);
             info!(partitions = partitions.count(), "partitions assigned");
             self.health.assigned.store(true, Ordering::Release);
+            // The group coordinator accepted this member: login and group ACL work.
+            self.health.access.allow(&[Denied::authentication, Denied::group_read]);
         }
         if let Ok(assignment) = consumer.assignment() {
             self.metrics.assigned_partitions.set(assignment.count() as i64);

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::access::AccessState;
+
 #[derive(Debug, Default)]
 pub struct Health {
     /// Set once the group coordinator has given this instance an assignment.
@@ -12,6 +14,8 @@ pub struct Health {
     registry_down: AtomicBool,
     /// Partitions paused because their quarantine writes fail.
     quarantine_blocked: AtomicUsize,
+    /// Refused logins and missing ACLs that currently hold.
+    pub access: AccessState,
 }
 
 impl Health {
@@ -30,6 +34,7 @@ impl Health {
         if self.quarantine_blocked.load(Ordering::Acquire) > 0 {
             reasons.push("degraded: quarantine writes failing, partitions paused");
         }
+        reasons.extend(self.access.reasons());
         if reasons.is_empty() {
             Ok(())
         } else {

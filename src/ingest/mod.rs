@@ -26,6 +26,7 @@
 //! The subscription is an explicit topic list kept up to date by
 //! [`topics::TopicFilter`] (see there for why not a librdkafka regex).
 
+pub mod access;
 mod context;
 pub mod health;
 pub mod offsets;
@@ -55,6 +56,7 @@ use crate::quarantine::{Ack, Poison, Quarantine};
 use crate::spans::SpanSink;
 use crate::validate::cache::SchemaCache;
 use crate::validate::{Checked, Validator, Verdict};
+use access::Denied;
 pub use context::IngestContext;
 pub use health::Health;
 use offsets::{BlockReason, OffsetTracker, TopicPartition};
@@ -321,10 +323,19 @@ impl Ingest {
                         self.rewind();
                         break;
                     }
-                    Some(Ok(message)) => batch.push(message),
+                    Some(Ok(message)) => {
+                        if batch.is_empty() && self.health.access.any() {
+                            // Records flow: the login and the topic reads work again.
+                            self.health.access.allow(&[Denied::authentication, Denied::topic_read]);
+                        }
+                        batch.push(message)
+                    }
                     Some(Err(err)) => {
                         self.metrics.record_consumer_error(ConsumerErrorKind::consume);
-                        warn!(error = %err, "consume error");
+                        match Denied::of_consumer_error(&err) {
+                            Some(kind) => access::report(&self.health, &self.metrics, kind, &err),
+                            None => warn!(error = %err, "consume error"),
+                        }
                         break;
                     }
                 }
@@ -472,6 +483,9 @@ impl Ingest {
                 }
                 Err(err) => {
                     self.metrics.quarantine_failures.get_or_create(&TopicLabels { topic: topic.to_string() }).inc();
+                    if let Some(kind) = self.quarantine.take_denied() {
+                        access::report(&self.health, &self.metrics, kind, &err);
+                    }
                     warn!(topic, partition, offset, error = %err, "quarantine write failed; pausing the partition");
                     self.block(topic, partition, offset, BlockReason::QuarantineFailed);
                 }
@@ -534,6 +548,9 @@ impl Ingest {
         let tp = (ack.topic, ack.partition);
         match ack.result {
             Ok(()) => {
+                if self.health.access.any() {
+                    self.health.access.allow(&[Denied::quarantine_write, Denied::quarantine_create]);
+                }
                 self.metrics.quarantined_records.get_or_create(&TopicLabels { topic: tp.0.to_string() }).inc();
                 if let Some(index) = &mut self.time_index {
                     index.quarantined(&tp.0, tp.1, ack.offset);
@@ -545,6 +562,9 @@ impl Ingest {
             }
             Err(err) => {
                 self.metrics.quarantine_failures.get_or_create(&TopicLabels { topic: tp.0.to_string() }).inc();
+                if let Some(kind) = ack.denied {
+                    access::report(&self.health, &self.metrics, kind, &err);
+                }
                 warn!(topic = %tp.0, partition = tp.1, offset = ack.offset, error = %err, "quarantine write failed; pausing the partition");
                 self.block(&tp.0.clone(), tp.1, ack.offset, BlockReason::QuarantineFailed);
             }

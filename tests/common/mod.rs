@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod dashboards;
+pub mod secure;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -357,6 +358,7 @@ pub struct Daemon {
     pub group: String,
     config_path: PathBuf,
     env: Vec<(String, String)>,
+    log_file: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -371,11 +373,22 @@ pub struct DaemonOptions<'a> {
     pub kafka_properties: &'a str,
     /// Environment variables of the daemon process (for `${VAR}` in the config).
     pub env: &'a [(&'a str, &'a str)],
+    /// Where the daemon's stderr (its log) goes; inherited when `None`.
+    pub log_file: Option<&'a std::path::Path>,
 }
 
 impl<'a> DaemonOptions<'a> {
     pub fn new(include: &'a str, group: &'a str) -> Self {
-        Self { include, group, commit_interval_ms: 1_000, extra: "", governance: "", kafka_properties: "", env: &[] }
+        Self {
+            include,
+            group,
+            commit_interval_ms: 1_000,
+            extra: "",
+            governance: "",
+            kafka_properties: "",
+            env: &[],
+            log_file: None,
+        }
     }
 }
 
@@ -414,12 +427,20 @@ grace_period_ms = 15000
         let config_path = dir.path().join("pipewarden.toml");
         std::fs::File::create(&config_path).unwrap().write_all(config.as_bytes()).unwrap();
         let env = options.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut daemon = Daemon { child: None, port, group: options.group.to_string(), config_path, env, _dir: dir };
+        let log_file = options.log_file.map(PathBuf::from);
+        let mut daemon =
+            Daemon { child: None, port, group: options.group.to_string(), config_path, env, log_file, _dir: dir };
         daemon.spawn();
         daemon
     }
 
     fn spawn(&mut self) {
+        let stderr = match &self.log_file {
+            Some(path) => {
+                Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).expect("daemon log file"))
+            }
+            None => Stdio::inherit(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_pipewarden"))
             .args(["run", "--config"])
             .arg(&self.config_path)
@@ -427,7 +448,7 @@ grace_period_ms = 15000
             .env("PIPEWARDEN_LOG", "info,librdkafka=warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn pipewarden");
         self.child = Some(child);
@@ -503,6 +524,23 @@ grace_period_ms = 15000
     /// Value of one sample, e.g. `metric(r#"pipewarden_records_total{topic="t"}"#)`; 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
         self.scrape().map_or(0.0, |text| sample(&text, series))
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own (e.g. a
+    /// start-up failure); panics if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("pipewarden still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Kills the process without a graceful shutdown (SIGKILL).
