@@ -123,6 +123,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         health: health.clone(),
         lag: lag_shared,
         correlation: Some(correlation.shared),
+        auth: config.http.auth.clone(),
     });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
