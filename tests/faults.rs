@@ -193,6 +193,41 @@ fn rss_bytes(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
+/// The topic label at the limiter itself, without a broker: 10,000
+/// distinct topic names (too many to create on a shared broker) make
+/// exactly `cap` labelled series and one `__overflow__` series, which
+/// carries every other record; each refused name is counted once.
+#[test]
+fn ten_thousand_distinct_topic_names_make_cap_plus_one_series() {
+    use pipewarden::metrics::{Metrics, TopicLabels};
+    const CAP: usize = 1_000; // the default metrics.max_label_values
+    const NAMES: usize = 10_000;
+    let metrics = Metrics::new(CAP);
+    for n in 0..NAMES {
+        let label = metrics.topic_label(&format!("agents.flood.{n}"));
+        metrics.records.get_or_create(&TopicLabels { topic: label }).inc_by(2);
+        // A name seen again keeps its own label, or stays in overflow.
+        let again = metrics.topic_label(&format!("agents.flood.{n}"));
+        assert_eq!(again == "__overflow__", n >= CAP, "name {n}");
+    }
+    let mut text = String::new();
+    metrics.encode_prometheus(&mut text).unwrap();
+    let records = family_samples(&text, "pipewarden_records_total");
+    assert_eq!(records.len(), CAP + 1);
+    let overflow: f64 = records.iter().filter(|(l, _)| label(l, "topic") == "__overflow__").map(|(_, v)| v).sum();
+    assert_eq!(overflow, 2.0 * (NAMES - CAP) as f64);
+    assert_eq!(records.iter().map(|(_, v)| v).sum::<f64>(), 2.0 * NAMES as f64);
+    // Each refused name was asked for twice.
+    let refused = sample(&text, "pipewarden_label_overflow_total{label=\"topic\"}");
+    assert_eq!(refused, 2.0 * (NAMES - CAP) as f64);
+    eprintln!(
+        "topic limiter: {NAMES} distinct topic names, cap {CAP}: {} series, __overflow__ = {overflow} of {} records, \
+         label_overflow_total{{label=\"topic\"}} = {refused}",
+        records.len(),
+        2 * NAMES
+    );
+}
+
 #[test]
 fn a_flood_of_distinct_label_values_stays_within_the_caps() {
     // 25 real topics (topic labels come only from real topic names), and
