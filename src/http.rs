@@ -8,8 +8,8 @@
 //! answers 200 once the consumer has its partition assignment, and 503 with
 //! every reason before that, while shutting down, while the schema registry
 //! is unavailable, while no Kafka broker answers or while quarantine writes
-//! fail. `/api/v1/lag` and
-//! `/api/v1/lag/{group}` serve the last consumer-lag poll (see `lag/api.rs`).
+//! fail. `/api/v1/lag` and `/api/v1/lag/{group}` serve the last
+//! consumer-lag poll (see `lag/api.rs`).
 //! With `http.api_token` set, every `/api/v1/*` route needs that bearer
 //! token, and `/metrics` needs `http.metrics_token` when that is set (see
 //! `auth.rs`); the probes stay open.
