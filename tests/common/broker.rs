@@ -59,7 +59,9 @@ impl OwnBroker {
             .env("KAFKA_PORT", self.port.to_string())
             .env("KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
             // A small heap: this broker holds a few thousand records.
-            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m");
+            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
+            // A loaded 2-core machine needs up to a minute for a restart.
+            .env("KAFKA_START_TIMEOUT", "180");
         script
     }
 }
