@@ -87,12 +87,15 @@ pub fn producer() -> TestProducer {
 
 /// An idempotent producer for the broker at `bootstrap`: records sent while
 /// the broker is down wait in librdkafka's queue and are delivered once,
-/// in order, when it is back (`flush` waits for that).
+/// in order, when it is back (`flush` waits for that). A record not
+/// delivered within 2 minutes is dropped, so a flush of 150 s always ends;
+/// callers count what the topic holds, not what they sent.
 pub fn producer_on(bootstrap: &str) -> TestProducer {
     let producer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "120000")
         .create()
         .expect("producer");
     TestProducer { producer }
