@@ -61,6 +61,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         exclude = ?exclude,
         exclude_internal = config.topics.exclude_internal,
         listen = %listen,
+        api_token_set = config.http.auth.api_token.is_some(),
+        metrics_token_set = config.http.auth.metrics_token.is_some(),
         kafka_properties = ?config.redacted_properties(),
         features = if config.lag.enabled {
             "ingest,envelope,validate,quarantine,metrics,cost,dlq,correlate,lag"
@@ -123,6 +125,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         health: health.clone(),
         lag: lag_shared,
         correlation: Some(correlation.shared),
+        auth: config.http.auth.clone(),
     });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)

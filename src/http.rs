@@ -7,8 +7,14 @@
 //! `/healthz` answers 200 while the process serves requests; `/readyz`
 //! answers 200 once the consumer has its partition assignment, and 503 with
 //! every reason before that, while shutting down, while the schema registry
-//! is unavailable or while quarantine writes fail. `/api/v1/lag` and
-//! `/api/v1/lag/{group}` serve the last consumer-lag poll (see `lag/api.rs`).
+//! is unavailable, while no Kafka broker answers or while quarantine writes
+//! fail. `/api/v1/lag` and `/api/v1/lag/{group}` serve the last
+//! consumer-lag poll (see `lag/api.rs`).
+//! With `http.api_token` set, every `/api/v1/*` route needs that bearer
+//! token, and `/metrics` needs `http.metrics_token` when that is set (see
+//! `auth.rs`); the probes stay open.
+
+pub mod auth;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,17 +40,30 @@ pub struct AppState {
     pub lag: Arc<LagShared>,
     /// The correlator's shared state (`/api/v1/...`); `None` in tests that do not need it.
     pub correlation: Option<Arc<crate::correlate::Shared>>,
+    /// Bearer tokens of the protected routes (`[http]`); default: all open.
+    pub auth: auth::HttpAuth,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+    let api = Router::new()
         .route("/api/v1/lag", get(crate::lag::api::all_groups).with_state(state.lag.clone()))
         .route("/api/v1/lag/{group}", get(crate::lag::api::one_group).with_state(state.lag.clone()))
-        .merge(crate::correlate::api::router())
+        .merge(crate::correlate::api::router());
+    let metrics_route = Router::new().route("/metrics", get(metrics));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(protect(metrics_route, &state.auth.metrics_token))
+        .merge(protect(api, &state.auth.api_token))
         .with_state(state)
+}
+
+/// Puts `routes` behind `token` when one is configured.
+fn protect(routes: Router<AppState>, token: &Option<auth::BearerToken>) -> Router<AppState> {
+    match token {
+        Some(token) => routes.route_layer(axum::middleware::from_fn_with_state(token.clone(), auth::require_bearer)),
+        None => routes,
+    }
 }
 
 /// Binds the listener (so start-up fails early on a taken port) and returns

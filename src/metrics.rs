@@ -255,6 +255,8 @@ pub struct Metrics {
     pub rebalances: Family<RebalanceLabels, Counter>,
     pub offset_commits: Family<CommitLabels, Counter>,
     pub assigned_partitions: Gauge,
+    /// 1 while the consumer reaches the cluster (see `ingest::health`).
+    pub kafka_up: Gauge,
     pub watched_topics: Gauge,
     pub label_overflow: Family<LabelNameLabels, Counter>,
     pub verdicts: Family<VerdictLabels, Counter>,
@@ -302,6 +304,7 @@ impl Metrics {
             rebalances: Family::default(),
             offset_commits: Family::default(),
             assigned_partitions: Gauge::default(),
+            kafka_up: Gauge::default(),
             watched_topics: Gauge::default(),
             label_overflow: Family::default(),
             verdicts: Family::default(),
@@ -387,6 +390,11 @@ impl Metrics {
             "assigned_partitions",
             "Partitions currently assigned to this pipewarden instance",
             metrics.assigned_partitions.clone(),
+        );
+        registry.register(
+            "kafka_up",
+            "1 while the consumer reaches the Kafka cluster (last topic listing succeeded), else 0",
+            metrics.kafka_up.clone(),
         );
         registry.register(
             "watched_topics",

@@ -251,11 +251,15 @@ impl Default for RawEnvelope {
 #[serde(default)]
 pub struct RawHttp {
     pub listen: String,
+    /// Bearer token of the `/api/v1/*` routes; empty: open.
+    pub api_token: String,
+    /// Bearer token of `/metrics`; empty: open.
+    pub metrics_token: String,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:9464".into() }
+        Self { listen: "0.0.0.0:9464".into(), api_token: String::new(), metrics_token: String::new() }
     }
 }
 
@@ -392,6 +396,8 @@ pub struct EnvelopeConfig {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Tokens of the protected routes (`Debug` redacts them).
+    pub auth: crate::http::auth::HttpAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -620,11 +626,27 @@ impl RawConfig {
             Err(_) => {
                 problem(
                     "http.listen",
-                    ProblemKind::InvalidValue(format!("{:?} is not an address like 0.0.0.0:9464", self.http.listen)),
+                    ProblemKind::InvalidValue(format!(
+                        "{:?} is not an IP address and port like 0.0.0.0:9464, 127.0.0.1:9464, [::]:9464 or [::1]:9464",
+                        self.http.listen
+                    )),
                 );
                 SocketAddr::from(([0, 0, 0, 0], 9464))
             }
         };
+
+        for (key, token) in [("http.api_token", &self.http.api_token), ("http.metrics_token", &self.http.metrics_token)]
+        {
+            if !crate::http::auth::is_bearer_token(token) {
+                // The value itself is never echoed: it is a secret.
+                problem(
+                    key,
+                    ProblemKind::InvalidValue(
+                        "a bearer token may hold only letters, digits and - . _ ~ + / (then = padding)".into(),
+                    ),
+                );
+            }
+        }
 
         // metrics, shutdown, log
         if self.metrics.max_label_values == 0 {
@@ -695,7 +717,13 @@ impl RawConfig {
                 internal_prefix: self.topics.internal_prefix,
             },
             envelope,
-            http: HttpConfig { listen },
+            http: HttpConfig {
+                listen,
+                auth: crate::http::auth::HttpAuth {
+                    api_token: crate::http::auth::BearerToken::new(&self.http.api_token),
+                    metrics_token: crate::http::auth::BearerToken::new(&self.http.metrics_token),
+                },
+            },
             metrics: MetricsConfig { max_label_values: self.metrics.max_label_values },
             shutdown: ShutdownConfig { grace_period: Duration::from_millis(self.shutdown.grace_period_ms) },
             log: LogConfig { level: self.log.level, format },

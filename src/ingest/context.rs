@@ -53,6 +53,12 @@ impl ClientContext for IngestContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.metrics.record_consumer_error(ConsumerErrorKind::client);
+        // librdkafka's own verdict that no broker answers; the loop's next
+        // successful topic listing clears it (see `Ingest::refresh_subscription`).
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_kafka_down(true);
+            self.metrics.kafka_up.set(0);
+        }
         match Denied::of_consumer_error(&error) {
             Some(kind) => access::report(&self.health, &self.metrics, kind, &reason),
             None => warn!(error = %error, reason, "kafka client error"),

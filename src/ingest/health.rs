@@ -1,4 +1,5 @@
-//! Shared health state, written by the ingest loop and read by `/readyz`.
+//! Shared health state, written by the ingest loop (and its client
+//! callbacks) and read by `/readyz`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -16,6 +17,11 @@ pub struct Health {
     quarantine_blocked: AtomicUsize,
     /// Refused logins and missing ACLs that currently hold.
     pub access: AccessState,
+    /// Set while no broker answers: librdkafka reported all brokers down, or
+    /// the loop's topic listing failed; cleared by the next listing that
+    /// succeeds. Without it a pipewarden cut off from its cluster would stay
+    /// "ready" while reading nothing.
+    kafka_down: AtomicBool,
 }
 
 impl Health {
@@ -30,6 +36,9 @@ impl Health {
         }
         if self.registry_down.load(Ordering::Acquire) {
             reasons.push("degraded: schema registry unavailable");
+        }
+        if self.kafka_down.load(Ordering::Acquire) {
+            reasons.push("degraded: kafka brokers unreachable");
         }
         if self.quarantine_blocked.load(Ordering::Acquire) > 0 {
             reasons.push("degraded: quarantine writes failing, partitions paused");
@@ -50,6 +59,14 @@ impl Health {
         self.registry_down.store(down, Ordering::Release);
     }
 
+    pub fn set_kafka_down(&self, down: bool) {
+        self.kafka_down.store(down, Ordering::Release);
+    }
+
+    pub fn kafka_down(&self) -> bool {
+        self.kafka_down.load(Ordering::Acquire)
+    }
+
     pub fn set_quarantine_blocked(&self, partitions: usize) {
         self.quarantine_blocked.store(partitions, Ordering::Release);
     }
@@ -67,9 +84,18 @@ mod tests {
         assert_eq!(health.readiness(), Ok(()));
         health.set_registry_down(true);
         health.set_quarantine_blocked(2);
-        assert_eq!(health.readiness().unwrap_err().len(), 2);
+        health.set_kafka_down(true);
+        assert_eq!(
+            health.readiness(),
+            Err(vec![
+                "degraded: schema registry unavailable",
+                "degraded: kafka brokers unreachable",
+                "degraded: quarantine writes failing, partitions paused"
+            ])
+        );
         health.set_registry_down(false);
         health.set_quarantine_blocked(0);
+        health.set_kafka_down(false);
         health.set_stopping();
         assert_eq!(health.readiness(), Err(vec!["shutting down"]));
     }

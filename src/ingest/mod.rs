@@ -294,6 +294,11 @@ impl Ingest {
             if !self.tracker.is_idle() {
                 self.retry_due(now);
             }
+            if self.health.kafka_down() {
+                // Brokers reported down: probe every second so readiness
+                // returns as soon as they answer again.
+                next_refresh = next_refresh.min(now + METADATA_RETRY);
+            }
             if now >= next_refresh {
                 let ok = self.refresh_subscription();
                 next_refresh = Instant::now() + if ok { self.refresh_interval } else { METADATA_RETRY };
@@ -724,6 +729,14 @@ impl Ingest {
         self.health.set_registry_down(!available);
     }
 
+    fn set_kafka_reachable(&self, reachable: bool) {
+        if reachable && self.health.kafka_down() {
+            info!("kafka brokers reachable again");
+        }
+        self.health.set_kafka_down(!reachable);
+        self.metrics.kafka_up.set(i64::from(reachable));
+    }
+
     /// Re-reads the topic list and resubscribes if the watched set changed.
     /// Returns false when the listing failed.
     fn refresh_subscription(&mut self) -> bool {
@@ -731,10 +744,12 @@ impl Ingest {
             Ok(metadata) => metadata,
             Err(err) => {
                 self.metrics.record_consumer_error(ConsumerErrorKind::metadata);
+                self.set_kafka_reachable(false);
                 warn!(error = %err, "listing topics failed");
                 return false;
             }
         };
+        self.set_kafka_reachable(true);
         for topic in metadata.topics() {
             self.partition_counts.insert(topic.name().to_string(), topic.partitions().len() as i32);
         }

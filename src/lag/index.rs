@@ -311,6 +311,9 @@ impl IndexWriter {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use rand::rngs::SmallRng;

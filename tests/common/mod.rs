@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod dashboards;
 pub mod secure;
 
@@ -33,8 +34,13 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn create_topics(topics: &[(&str, i32)]) {
+    create_topics_on(&bootstrap(), topics)
+}
+
+/// Like `create_topics`, on the broker at `bootstrap`.
+pub fn create_topics_on(bootstrap: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap()).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
     let new: Vec<NewTopic> =
         topics.iter().map(|(name, parts)| NewTopic::new(name, *parts, TopicReplication::Fixed(1))).collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -45,7 +51,7 @@ pub fn create_topics(topics: &[(&str, i32)]) {
         result.unwrap_or_else(|(topic, err)| panic!("create topic {topic}: {err}"));
     }
     // Wait until the broker's metadata lists every partition with a leader.
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     for (name, parts) in topics {
         loop {
@@ -77,6 +83,22 @@ pub struct TestProducer {
 pub fn producer() -> TestProducer {
     let producer =
         ClientConfig::new().set("bootstrap.servers", bootstrap()).set("linger.ms", "5").create().expect("producer");
+    TestProducer { producer }
+}
+
+/// An idempotent producer for the broker at `bootstrap`: records sent while
+/// the broker is down wait in librdkafka's queue and are delivered once,
+/// in order, when it is back (`flush` waits for that). A record not
+/// delivered within 2 minutes is dropped, so a flush of 150 s always ends;
+/// callers count what the topic holds, not what they sent.
+pub fn producer_on(bootstrap: &str) -> TestProducer {
+    let producer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer");
     TestProducer { producer }
 }
 
@@ -138,15 +160,25 @@ impl TestProducer {
 
     /// Waits until every record sent so far is acknowledged by the broker.
     pub fn flush(&self) {
-        self.producer.flush(Duration::from_secs(30)).expect("flush");
+        self.flush_within(Duration::from_secs(30))
+    }
+
+    /// `flush` with a chosen timeout (a restarting broker takes longer).
+    pub fn flush_within(&self, timeout: Duration) {
+        self.producer.flush(timeout).expect("flush");
         assert_eq!(self.producer.in_flight_count(), 0, "records still in flight after flush");
     }
 }
 
 /// Committed offset of each partition of `topic` for `group` (-1 when none).
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_offsets_on(&bootstrap(), group, topic, partitions)
+}
+
+/// Like `committed_offsets`, on the broker at `bootstrap`.
+pub fn committed_offsets_on(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", bootstrap()).set("group.id", group).create().unwrap();
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -162,7 +194,12 @@ pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> 
 
 /// High watermark of each partition.
 pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    end_offsets_on(&bootstrap(), topic, partitions)
+}
+
+/// Like `end_offsets`, on the broker at `bootstrap`.
+pub fn end_offsets_on(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
     (0..partitions).map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).collect()
 }
 
@@ -280,14 +317,19 @@ pub fn read_committed(topic: &str, partitions: i32) -> Vec<rdkafka::message::Own
 
 /// Every record of `topic` up to its current end, in partition and offset order.
 pub fn read_all(topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
+    read_all_on(&bootstrap(), topic, partitions)
+}
+
+/// Like `read_all`, on the broker at `bootstrap`.
+pub fn read_all_on(bootstrap: &str, topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::message::Message;
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let ends = end_offsets(topic, partitions);
+    let ends = end_offsets_on(bootstrap, topic, partitions);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
@@ -347,7 +389,7 @@ impl Outage {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -375,6 +417,10 @@ pub struct DaemonOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// Where the daemon's stderr (its log) goes; inherited when `None`.
     pub log_file: Option<&'a std::path::Path>,
+    /// The cluster to read (default: `KAFKA_BOOTSTRAP`, the shared broker).
+    pub bootstrap: Option<&'a str>,
+    /// Extra lines of `[http]` (after `listen`).
+    pub http: &'a str,
 }
 
 impl<'a> DaemonOptions<'a> {
@@ -388,6 +434,8 @@ impl<'a> DaemonOptions<'a> {
             kafka_properties: "",
             env: &[],
             log_file: None,
+            bootstrap: None,
+            http: "",
         }
     }
 }
@@ -411,18 +459,20 @@ include = ["{include}"]
 refresh_interval_ms = 500
 [http]
 listen = "127.0.0.1:{port}"
+{http}
 [shutdown]
 grace_period_ms = 15000
 {extra}
 {governance}
 "#,
-            bootstrap = bootstrap(),
+            bootstrap = options.bootstrap.map_or_else(bootstrap, str::to_string),
             group = options.group,
             commit = options.commit_interval_ms,
             include = options.include.replace('\\', "\\\\"),
             extra = options.extra,
             governance = options.governance,
             kafka_properties = options.kafka_properties,
+            http = options.http,
         );
         let config_path = dir.path().join("pipewarden.toml");
         std::fs::File::create(&config_path).unwrap().write_all(config.as_bytes()).unwrap();
