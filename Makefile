@@ -9,7 +9,9 @@ demo:
 test:
 	bash scripts/test.sh
 
-# Raw consumer vs pipewarden on a preloaded topic; results in target/bench/.
+# Every figure of docs/performance.md: ingest throughput against a raw
+# consumer (with the processing p99), CPU per stage, memory per open trace,
+# /metrics render time, lag cycle; results in target/bench/.
 bench:
 	bash scripts/bench.sh
 
