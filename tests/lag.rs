@@ -319,7 +319,12 @@ fn a_stuck_partition_is_named_with_its_record_key_and_quarantine() {
     assert_eq!(report["status"], "stalled");
     let p0 = partition(&report, &topic, 0);
     assert_eq!((p0["status"].as_str(), p0["lag_messages"].as_i64()), (Some("stalled"), Some(3)));
-    assert_eq!(partition(&report, &topic, 1)["status"], "ok");
+    // Partition 1 keeps flowing: never stalled. Its lag flickers between 0
+    // and a record or two as the worker commits each one, so on a loaded
+    // machine a snapshot may catch it "lagging" for a moment.
+    let p1 = partition(&report, &topic, 1);
+    assert!(matches!(p1["status"].as_str(), Some("ok" | "lagging")), "{report}");
+    assert!(p1["lag_messages"].as_i64().is_some_and(|lag| lag <= 5), "{report}");
     let text = daemon.scrape().unwrap();
     assert_eq!(sample(&text, &format!("pipewarden_consumergroup_stuck_partitions{{group=\"{group}\"}}")), 1.0);
     // The summary lists the stuck partition too.
