@@ -14,14 +14,15 @@ use std::path::Path;
 type Check = fn(&[u8]);
 
 /// Each fuzz target's corpus directory and its check.
-const TARGETS: [(&str, Check); 8] = [
+const TARGETS: [(&str, Check); 9] = [
     ("wire", harness::wire),
     ("envelope", harness::envelope),
     ("avro", harness::avro),
     ("traceparent", harness::traceparent),
     ("config", harness::config),
     ("json_scan", harness::json_scan),
-    // The tape check has no corpus of its own: the JSON documents of these two do.
+    ("tape", harness::tape),
+    // The JSON documents of these two go through the tape check too.
     ("json_scan", harness::tape),
     ("envelope", harness::tape),
 ];
