@@ -295,16 +295,24 @@ fn kill_while_quarantining(prefix: &str, rounds: u64, quarantine: &str) -> KillO
     register_schema(&base, &format!("{topic}-value"), "JSON", JSON_SCHEMA);
     let producer = producer();
     let mut poison = BTreeSet::new();
-    for n in 0..3_000usize {
-        let partition = (n % 3) as i32;
-        if n % 4 == 0 {
-            producer.send(&topic, Some(partition), &valid_json(n)[..30], &[]);
-            poison.insert((partition, (n / 3) as i64));
-        } else {
-            producer.send(&topic, Some(partition), &valid_json(n), &[]);
+    // The records come in chunks, one before each start: a kill then always
+    // lands while there is work left (pipewarden reads a whole topic of a
+    // few thousand records in well under a second, faster than a group
+    // rejoin).
+    const CHUNK: usize = 600;
+    let mut produce_chunk = |chunk: usize| {
+        for n in chunk * CHUNK..(chunk + 1) * CHUNK {
+            let partition = (n % 3) as i32;
+            if n % 4 == 0 {
+                producer.send(&topic, Some(partition), &valid_json(n)[..30], &[]);
+                poison.insert((partition, (n / 3) as i64));
+            } else {
+                producer.send(&topic, Some(partition), &valid_json(n), &[]);
+            }
         }
-    }
-    producer.flush();
+        producer.flush();
+    };
+    produce_chunk(0);
 
     let group = unique(&format!("{prefix}-group"));
     let governance =
@@ -322,6 +330,7 @@ fn kill_while_quarantining(prefix: &str, rounds: u64, quarantine: &str) -> KillO
         daemon.wait_for("some records quarantined", WAIT, |d| d.metric(&quarantined) >= 1.0);
         std::thread::sleep(Duration::from_millis(40 * round));
         daemon.kill();
+        produce_chunk(round as usize + 1);
         daemon.restart();
     }
     daemon.wait_for("all records judged after the restarts", WAIT, |_| {
