@@ -60,8 +60,11 @@ pub struct Shard {
     slots: Vec<Trace>,
     /// Vacant slots, reused before the slab grows.
     free: Vec<u32>,
-    /// The text of trace IDs that are not W3C trace IDs (those are their key).
-    texts: std::collections::HashMap<TraceKey, Box<str>, ahash::RandomState>,
+    /// The text of the trace in each slot when its ID is not a W3C trace ID
+    /// (those are their key), by slot: a map keyed by trace would cost ~70
+    /// bytes per trace in buckets alone. Empty until the first such ID, so
+    /// W3C-only pipelines pay nothing for it.
+    texts: Vec<Option<Box<str>>>,
 }
 
 impl Shard {
@@ -83,7 +86,8 @@ impl Shard {
 
     /// The text of a trace ID that is not a W3C trace ID.
     pub fn text(&self, key: &TraceKey) -> Option<&str> {
-        self.texts.get(key).map(|t| &**t)
+        let slot = *self.index.get(key)? as usize;
+        self.texts.get(slot)?.as_deref()
     }
 
     /// Inserts a new trace (with its ID's text unless it is a W3C ID);
@@ -91,9 +95,6 @@ impl Shard {
     pub fn insert(&mut self, key: TraceKey, trace: Trace, text: Option<&str>, limit: usize) -> Option<&mut Trace> {
         if self.index.len() >= limit {
             return None;
-        }
-        if let Some(text) = text {
-            self.texts.insert(key, text.into());
         }
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -106,7 +107,21 @@ impl Shard {
             }
         };
         self.index.insert(key, slot);
-        Some(&mut self.slots[slot as usize])
+        let at = slot as usize;
+        match text {
+            Some(text) => {
+                if self.texts.len() <= at {
+                    self.texts.resize_with(self.slots.len(), || None);
+                }
+                self.texts[at] = Some(text.into());
+            }
+            None => {
+                if let Some(old) = self.texts.get_mut(at) {
+                    *old = None;
+                }
+            }
+        }
+        Some(&mut self.slots[at])
     }
 
     /// Every trace with its key.
@@ -126,11 +141,11 @@ impl Shard {
     pub fn evict(&mut self, mut evict: impl FnMut(&Trace) -> bool) -> usize {
         let before = self.index.len();
         let (slots, free, texts) = (&mut self.slots, &mut self.free, &mut self.texts);
-        self.index.retain(|key, slot| {
+        self.index.retain(|_, slot| {
             let trace = &mut slots[*slot as usize];
             if evict(trace) {
-                if !texts.is_empty() {
-                    texts.remove(key);
+                if let Some(text) = texts.get_mut(*slot as usize) {
+                    *text = None;
                 }
                 // Drop the timeline now; the slot is reused by a later trace.
                 *trace = Trace::default();
@@ -147,8 +162,8 @@ impl Shard {
     pub fn bytes(&self) -> usize {
         let index = self.index.capacity() * (std::mem::size_of::<(TraceKey, u32)>() + 1);
         let slab = self.slots.capacity() * std::mem::size_of::<Trace>() + self.free.capacity() * 4;
-        let texts = self.texts.capacity() * (std::mem::size_of::<(TraceKey, Box<str>)>() + 1)
-            + self.texts.values().map(|t| t.len()).sum::<usize>();
+        let texts = self.texts.capacity() * std::mem::size_of::<Option<Box<str>>>()
+            + self.texts.iter().flatten().map(|t| t.len()).sum::<usize>();
         index + slab + texts + self.iter().map(|(_, t)| t.heap_bytes()).sum::<usize>()
     }
 }
