@@ -28,6 +28,20 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use time::format_description::well_known::Rfc3339;
+
+/// The client settings every pipewarden producer (quarantine copies,
+/// observations, budget alerts) starts from: the cluster's connection
+/// properties, idempotent writes acknowledged by all in-sync replicas (no
+/// record lost or written twice by a retry, each partition kept in order),
+/// and a short linger so records batch without waiting long.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut client_config = ClientConfig::new();
+    for (key, value) in config.client_properties() {
+        client_config.set(key, value);
+    }
+    client_config.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5");
+    client_config
+}
 use tracing::{info, warn};
 
 use crate::config::{Config, QuarantineConfig};
@@ -129,15 +143,8 @@ impl Quarantine {
         let settings = config.quarantine.clone();
         let capacity = settings.max_in_flight;
         let (acks, receiver) = sync_channel(capacity);
-        let mut client_config = ClientConfig::new();
-        for (key, value) in config.client_properties() {
-            client_config.set(key, value);
-        }
-        client_config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", settings.write_timeout.as_millis().to_string());
+        let mut client_config = producer_config(config);
+        client_config.set("message.timeout.ms", settings.write_timeout.as_millis().to_string());
         if let Some(id) = &settings.transactional_id {
             // The broker aborts a transaction left open longer than this (a
             // replica that died and never came back under the same id).

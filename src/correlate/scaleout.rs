@@ -142,17 +142,10 @@ fn observations_counter(metrics: &Metrics, result: &'static str) -> Counter {
 impl ObservationProducer {
     pub fn new(config: &Config, metrics: &Metrics) -> anyhow::Result<Self> {
         let settings = &config.correlate.kafka;
-        let mut client_config = ClientConfig::new();
-        for (key, value) in config.client_properties() {
-            client_config.set(key, value);
-        }
         // Idempotence keeps each partition's order (a watermark must follow
         // the observations sent before it) across retries.
-        client_config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", settings.max_in_flight.to_string());
+        let mut client_config = crate::quarantine::producer_config(config);
+        client_config.set("queue.buffering.max.messages", settings.max_in_flight.to_string());
         let dropped = observations_counter(metrics, "dropped");
         let producer: ThreadedProducer<ObservationContext> = client_config
             .create_with_context(ObservationContext { dropped: dropped.clone() })

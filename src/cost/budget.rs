@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::Rng;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::ClientContext;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -244,17 +244,10 @@ struct AlertPublisher {
 
 impl AlertPublisher {
     fn new(config: &Config, topic: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let mut client_config = ClientConfig::new();
-        for (key, value) in config.client_properties() {
-            client_config.set(key, value);
-        }
         // An alert that cannot be written within 30 s (e.g. the topic does
         // not exist and the cluster does not create topics) counts as failed.
-        client_config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000");
+        let mut client_config = crate::quarantine::producer_config(config);
+        client_config.set("message.timeout.ms", "30000");
         let producer = client_config
             .create_with_context(AlertContext { metrics: metrics.clone() })
             .context("failed to create the budget alert producer")?;
