@@ -400,7 +400,10 @@ impl Ingest {
             first
         });
         for ((message, headers), prepared) in batch.iter().zip(&headers).zip(prepared) {
-            self.finish(message, headers, prepared);
+            // A record before this one may have paused its partition.
+            if !self.skips(message) {
+                self.finish(message, headers, prepared);
+            }
         }
     }
 
@@ -425,12 +428,10 @@ impl Ingest {
     }
 
     /// Everything after the verdict: metrics, cost, dead letters,
-    /// correlation, spans, then quarantine or the offset.
+    /// correlation, spans, then quarantine or the offset. The caller has
+    /// checked that the record's partition is not paused before it.
     fn finish<'m>(&mut self, message: &'m BorrowedMessage<'_>, headers: &'m KafkaHeaders<'m>, prepared: Prepared<'m>) {
         let started = Instant::now();
-        if self.skips(message) {
-            return;
-        }
         let Prepared { envelope, checked, took } = prepared;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         let record = Record {
@@ -454,11 +455,7 @@ impl Ingest {
         self.dlq.observe(&record, &envelope, now_us);
         let mut observation = crate::correlate::observation(&record, &envelope, &checked);
         if let Some(cost) = &event_cost {
-            let tokens = &cost.tokens;
-            observation.tokens =
-                tokens.input + tokens.cached_input + tokens.cache_write + tokens.output + tokens.reasoning;
-            // Micro-USD in the trace table (pico-USD in the cost counters).
-            observation.cost_micro_usd = cost.pico_usd.unwrap_or(0) / 1_000_000;
+            observation.set_cost(cost);
         }
         let previous = self.correlation.observe(&observation, now_us / 1_000);
         if let Some(spans) = &self.spans {
