@@ -80,6 +80,14 @@ pub struct Observation<'a> {
 }
 
 impl Observation<'_> {
+    /// Carries the event's LLM usage from the cost stage: every token
+    /// bucket, and the price in micro-USD (pico-USD in the cost counters).
+    pub fn set_cost(&mut self, cost: &crate::cost::EventCost) {
+        let t = &cost.tokens;
+        self.tokens = t.input + t.cached_input + t.cache_write + t.output + t.reasoning;
+        self.cost_micro_usd = cost.pico_usd.unwrap_or(0) / 1_000_000;
+    }
+
     /// Event time in milliseconds: `created_at`, else the record timestamp.
     pub fn event_time_ms(&self) -> Option<i64> {
         self.created_at_us.map(|us| us.div_euclid(1_000)).or(self.record_timestamp_ms)

@@ -85,9 +85,7 @@ impl Stages {
         if level >= 6 {
             let mut observation = pipewarden::correlate::observation(&record, &envelope, &checked);
             if let Some(cost) = &event_cost {
-                let t = &cost.tokens;
-                observation.tokens = t.input + t.cached_input + t.cache_write + t.output + t.reasoning;
-                observation.cost_micro_usd = cost.pico_usd.unwrap_or(0) / 1_000_000;
+                observation.set_cost(cost);
             }
             std::hint::black_box(self.correlation.observe(&observation, now_us / 1000));
         }
