@@ -87,7 +87,7 @@ impl Tape {
             self.entries.shrink_to(KEEP_ENTRIES);
             self.unescaped.shrink_to(KEEP_ENTRIES);
         }
-        self.parse_document(text.as_bytes()).is_some()
+        self.parse_document(text).is_some()
     }
 
     /// The document's root; only after a successful [`Tape::parse`] of `text`.
@@ -107,7 +107,8 @@ impl Tape {
         Some(index)
     }
 
-    fn parse_document(&mut self, b: &[u8]) -> Option<()> {
+    fn parse_document(&mut self, text: &str) -> Option<()> {
+        let b = text.as_bytes();
         let mut i = 0;
         'value: loop {
             i = skip_ws(b, i);
@@ -126,7 +127,7 @@ impl Tape {
                         i += 1;
                         self.close();
                     } else if kind == Kind::Object {
-                        i = self.key(b, i, index)?;
+                        i = self.key(text, i, index)?;
                         continue 'value;
                     } else {
                         continue 'value;
@@ -152,7 +153,7 @@ impl Tape {
                 i = skip_ws(b, i);
                 match (*b.get(i)?, kind) {
                     (b',', Kind::Object) => {
-                        i = self.key(b, skip_ws(b, i + 1), top)?;
+                        i = self.key(text, skip_ws(b, i + 1), top)?;
                         continue 'value;
                     }
                     (b',', _) => {
@@ -179,20 +180,21 @@ impl Tape {
 
     /// A member's key at `i` and the colon after it; refuses a key the
     /// object already has.
-    fn key(&mut self, b: &[u8], i: usize, object: u32) -> Option<usize> {
+    fn key(&mut self, text: &str, i: usize, object: u32) -> Option<usize> {
+        let b = text.as_bytes();
         if b.get(i) != Some(&b'"') {
             return None;
         }
         let i = self.string(b, i)?;
         let key = self.entries.len() - 1;
-        let doc = Doc { tape: self, text: "" };
-        let new = doc.key_bytes(key, b);
-        let bit = 1u64 << (key_hash(new) & 63);
+        let doc = Doc { tape: self, text };
+        let new = doc.str(key);
+        let bit = 1u64 << (key_hash(new.as_bytes()) & 63);
         let seen = self.seen.last().copied().unwrap_or(0);
         if seen & bit != 0 {
             let mut member = object as usize + 1;
             for _ in 0..self.entries[object as usize].a {
-                if doc.key_bytes(member, b) == new {
+                if doc.str(member) == new {
                     return None;
                 }
                 member = self.entries[member + 1].end as usize;
@@ -410,16 +412,6 @@ impl<'a> Doc<'a> {
         match entry.kind {
             Kind::String => &self.text[a..b],
             _ => &self.tape.unescaped[a..b],
-        }
-    }
-
-    /// A key's bytes while parsing (`text` is not set yet; `b` is the payload).
-    fn key_bytes<'b>(&'b self, index: usize, b: &'b [u8]) -> &'b [u8] {
-        let entry = self.entry(index);
-        let (start, end) = (entry.a as usize, entry.b as usize);
-        match entry.kind {
-            Kind::String => &b[start..end],
-            _ => &self.tape.unescaped.as_bytes()[start..end],
         }
     }
 }
