@@ -157,17 +157,11 @@ make_secrets() {
   mkdir -p "$TLS_DIR" "$SECRETS_DIR" && chmod 700 "$TLS_DIR" "$SECRETS_DIR"
   (
     cd "$TLS_DIR"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 3650 \
-      -subj "/CN=pipewarden test kafka CA" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout key.pem -out broker.csr -subj "/CN=127.0.0.1" 2>/dev/null
-    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
-      'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >broker.ext
-    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 3650 \
-      -extfile broker.ext 2>/dev/null
+    make_test_certificates "pipewarden test kafka CA" || exit 1
     # PKCS#8 key, then the certificate chain.
     openssl pkcs8 -topk8 -nocrypt -in key.pem -out broker.pem
     cat cert.pem ca.pem >>broker.pem
-    chmod 600 key.pem ca-key.pem broker.pem
+    chmod 600 broker.pem
   ) || die "could not make the test certificates in $TLS_DIR"
   local user
   for user in admin "$PLAIN_USER" "$SCRAM_USER"; do

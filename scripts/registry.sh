@@ -213,15 +213,9 @@ make_tls() {
   rm -rf "$TLS_DIR" && mkdir -p "$TLS_DIR" && chmod 700 "$TLS_DIR"
   (
     cd "$TLS_DIR"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 3650 \
-      -subj "/CN=pipewarden test registry CA" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout key.pem -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
-    printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
-      'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >server.ext
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 3650 \
-      -extfile server.ext 2>/dev/null
+    make_test_certificates "pipewarden test registry CA" || exit 1
     openssl rand -hex 16 >password
-    chmod 600 key.pem ca-key.pem password
+    chmod 600 password
   ) || die "could not make the test certificates in $TLS_DIR"
   touch "$TLS_DIR/.complete"
 }

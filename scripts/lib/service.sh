@@ -97,3 +97,17 @@ stop_recorded() { # timeout-seconds
   rm -f "$PID_FILE"
   say "stopped (pid $pid) in $(since "$t0")s"
 }
+
+# Makes, in the current directory, a test CA (ca.pem, ca-key.pem) and a
+# server key and certificate signed by it for 127.0.0.1 and localhost
+# (key.pem, cert.pem). Test material only, never for production.
+make_test_certificates() { # CA common name (the caller checks for openssl)
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 3650 \
+    -subj "/CN=$1" 2>/dev/null &&
+  openssl req -newkey rsa:2048 -nodes -keyout key.pem -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null &&
+  printf '%s\n' 'subjectAltName=IP:127.0.0.1,DNS:localhost' 'basicConstraints=CA:FALSE' \
+    'keyUsage=digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' >server.ext &&
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 3650 \
+    -extfile server.ext 2>/dev/null &&
+  chmod 600 key.pem ca-key.pem
+}
