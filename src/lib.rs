@@ -17,6 +17,7 @@
 //! - [`ingest`] — the consumer loop, topic discovery, rebalance handling, offsets.
 //! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
+//! - [`tape`] — a JSON payload parsed once into a flat tape, read by the envelope, schema and PII checks.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
 //! - [`cost`] — LLM token usage priced per topic and model; budgets and their alerts.
 //! - [`dlq`] — dead-letter topics: records by source topic and reason, newest record age.
@@ -45,5 +46,6 @@ pub mod quarantine;
 pub mod shutdown;
 pub mod simulate;
 pub mod spans;
+pub mod tape;
 pub mod telemetry;
 pub mod validate;

@@ -20,10 +20,10 @@ use pipewarden::config::{Config, EnvelopeConfig, Source};
 use pipewarden::decode::envelope::{Envelope, EnvelopeExtractor, EnvelopeProblem};
 use pipewarden::decode::traceparent::parse_trace_id;
 use pipewarden::decode::wire::{classify, PayloadFormat, WIRE_PREFIX_LEN};
+use pipewarden::tape::Tape;
 use pipewarden::validate::json_depth_exceeds;
 use pipewarden::validate::pii::{PiiKind, PiiKinds, PiiScanner};
 use pipewarden::validate::schema::{self, CompiledSchema, SchemaKind, ViolationReason, DETAIL_MAX_BYTES};
-use pipewarden::validate::tape::Tape;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
@@ -120,6 +120,13 @@ fn extractor(toml: &str) -> Extractor {
 
 static DEFAULT_EXTRACTOR: LazyLock<Extractor> = LazyLock::new(|| extractor(""));
 static CUSTOM_EXTRACTOR: LazyLock<Extractor> = LazyLock::new(|| extractor(CUSTOM_ENVELOPE));
+/// The daemon's default extractor, with the cost and dead-letter pointers
+/// (token counts are numbers: the captures of every value kind are compared).
+static ACCOUNTING_EXTRACTOR: LazyLock<EnvelopeExtractor> = LazyLock::new(|| {
+    let config = Config::from_toml("", &|_| None).expect("default config is valid");
+    EnvelopeExtractor::for_config(&config).expect("default pointers fit")
+});
+const NO_HEADERS: &[(&str, &[u8])] = &[];
 
 /// Input layout: byte 0 is a control byte (`0xff`: tombstone; low 2 bits:
 /// header count, then 2 bits per header: its name in [`HEADER_NAMES`]);
@@ -140,6 +147,24 @@ pub fn envelope(data: &[u8]) {
     for extractor in [&*DEFAULT_EXTRACTOR, &*CUSTOM_EXTRACTOR] {
         let envelope = extractor.extractor.extract(payload, &headers[..]);
         check_envelope(&extractor.config, payload, &headers, &envelope);
+        same_envelope_from_tape(&extractor.extractor, payload, &headers[..], &envelope);
+    }
+    let walked = ACCOUNTING_EXTRACTOR.extract(payload, &headers[..]);
+    same_envelope_from_tape(&ACCOUNTING_EXTRACTOR, payload, &headers[..], &walked);
+}
+
+/// The envelope read from a tape (one parse per record in the ingest loop)
+/// equals the one the walk reads, whenever the tape accepts the payload.
+fn same_envelope_from_tape(
+    extractor: &EnvelopeExtractor,
+    payload: Option<&[u8]>,
+    headers: &[(&str, &[u8])],
+    walked: &Envelope,
+) {
+    let mut tape = Tape::default();
+    if let Some(text) = extractor.json_text(payload).filter(|text| tape.parse(text)) {
+        let from_tape = extractor.extract_parsed(payload, headers, Some((&tape, text)));
+        assert_eq!(format!("{from_tape:?}"), format!("{walked:?}"), "the tape's envelope differs from the walk's");
     }
 }
 
@@ -678,6 +703,15 @@ pub fn tape(data: &[u8]) {
         if tape.parse(text) {
             let tree = tree.as_ref().expect("the tape accepted what serde_json refuses");
             assert_eq!(&tape.to_value(text), tree, "the tape reads a different document");
+            let expected = TAPE_SCHEMA.validate_json_value(tree).expect("a JSON schema");
+            let from_tape = TAPE_SCHEMA.validate_parsed(data, Some((&tape, text)));
+            assert_eq!(from_tape, expected, "the verdict on an already parsed tape differs");
+            // The other readers of the same parse agree with their own passes.
+            let scanner = PiiScanner::new(PiiKinds::all());
+            assert_eq!(Ok(scanner.scan_tape(&tape, text)), scanner.scan_json(data), "PII over the tape differs");
+            let extractor = &*ACCOUNTING_EXTRACTOR;
+            let walked = extractor.extract(Some(data), NO_HEADERS);
+            same_envelope_from_tape(extractor, Some(data), NO_HEADERS, &walked);
         }
     }
     if let Ok(tree) = &tree {

@@ -29,6 +29,7 @@ use super::accounting::{Accounting, AccountingSources};
 use super::traceparent;
 use super::wire::{self, PayloadFormat};
 use crate::config::{Config, EnvelopeConfig, Source};
+use crate::tape::{Item, Tape};
 
 /// Most JSON pointers all envelope fields together may use; keeps the
 /// per-record capture array on the stack. The defaults use 7 envelope
@@ -310,6 +311,36 @@ impl EnvelopeExtractor {
     /// Extracts the envelope of one record. `payload` is `None` for a
     /// tombstone (null value), which has no envelope and no problems.
     pub fn extract<'a, H: Headers + ?Sized>(&self, payload: Option<&'a [u8]>, headers: &'a H) -> Envelope<'a> {
+        self.extract_parsed(payload, headers, None)
+    }
+
+    /// The JSON text [`extract`](Self::extract) would walk in `payload`: a
+    /// JSON body (after any wire-format prefix) within the size limit, in
+    /// UTF-8. A caller that parses it into a [`Tape`] hands the tape to
+    /// [`extract_parsed`](Self::extract_parsed) and to the other checks, so
+    /// the record is parsed once.
+    pub fn json_text<'a>(&self, payload: Option<&'a [u8]>) -> Option<&'a str> {
+        let payload = payload?;
+        let (format, _, body) = wire::classify(payload);
+        let json = matches!(format, PayloadFormat::Json | PayloadFormat::ConfluentJson);
+        if !json || payload.len() > self.max_payload_bytes {
+            return None;
+        }
+        std::str::from_utf8(body).ok()
+    }
+
+    /// [`extract`](Self::extract), reading the payload's fields from `parsed`
+    /// (`tape` successfully parsed from `text`, the payload's
+    /// [`json_text`](Self::json_text)) instead of walking it again. The
+    /// result is the same: the tape refuses every document where it could
+    /// differ (repeated keys, lone surrogates, malformed JSON), and those
+    /// are walked.
+    pub fn extract_parsed<'a, H: Headers + ?Sized>(
+        &self,
+        payload: Option<&'a [u8]>,
+        headers: &'a H,
+        parsed: Option<(&Tape, &'a str)>,
+    ) -> Envelope<'a> {
         let mut envelope = Envelope::default();
         let Some(payload) = payload else {
             envelope.format = PayloadFormat::Tombstone;
@@ -335,6 +366,15 @@ impl EnvelopeExtractor {
                 judge_payload = false;
             }
             PayloadFormat::ConfluentBinary => judge_payload = false,
+            _ if parsed.is_some() => {
+                let (tape, text) = parsed.expect("checked");
+                if matches!(tape.item(0), Item::Object { .. }) {
+                    capture(tape, text, 0, &self.root, captured);
+                } else {
+                    envelope.problems.insert(EnvelopeProblem::NotAnObject);
+                    judge_payload = false;
+                }
+            }
             _ => match walk(body, &self.root, captured) {
                 Ok(()) => {}
                 Err(WalkError::NotAnObject) => {
@@ -439,6 +479,54 @@ fn walk<'a>(body: &'a [u8], root: &Node, captured: &mut [Captured<'a>]) -> Resul
     result
 }
 
+/// What [`walk`] captures, read from a tape: the value at `index` for
+/// `node`, then the children of an object. Mirrors the serde visitor below
+/// value kind by value kind (`null` leaves a slot absent; an object or
+/// array at a slot is the wrong type; numbers by serde_json's variant).
+fn capture<'a>(tape: &Tape, text: &'a str, index: usize, node: &Node, captured: &mut [Captured<'a>]) {
+    let value = match tape.item(index) {
+        Item::Null => return,
+        Item::Bool(_) | Item::Array { .. } => Captured::WrongType,
+        Item::Text(range) => Captured::Str(&text[range]),
+        Item::Escaped(escaped) => Captured::Escaped(escaped.into()),
+        Item::Number(number) => {
+            if let Some(count) = number.as_u64() {
+                Captured::Number(count)
+            } else if let Some(signed) = number.as_i64() {
+                u64::try_from(signed).map_or(Captured::WrongType, Captured::Number)
+            } else {
+                whole_number(number.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Item::Object { members } => {
+            if !node.children.is_empty() {
+                let mut member = index + 1;
+                for _ in 0..members {
+                    if let Some(child) = node.child(tape.str(text, member)) {
+                        capture(tape, text, member + 1, child, captured);
+                    }
+                    member = tape.after(member + 1);
+                }
+            }
+            Captured::WrongType
+        }
+    };
+    if let Some(slot) = node.slot {
+        captured[slot] = value;
+    }
+}
+
+/// Some encoders write counts as `12.0`; whole numbers in the exact integer
+/// range of a double are counts, anything else is not.
+fn whole_number(value: f64) -> Captured<'static> {
+    let whole = value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 9_007_199_254_740_992.0;
+    if whole {
+        Captured::Number(value as u64)
+    } else {
+        Captured::WrongType
+    }
+}
+
 /// Whether every `\u` escape of a well-formed JSON text pairs its UTF-16
 /// surrogates (a high one followed at once by a low one), as serde_json
 /// requires of the strings it returns. It does not check the strings that
@@ -513,11 +601,8 @@ impl<'de, 'n, 'c> Visitor<'de> for NodeVisitor<'n, 'c, 'de> {
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<bool, E> {
         Ok(self.capture(Captured::Number(value)))
     }
-    /// Some encoders write counts as `12.0`; whole numbers in the exact
-    /// integer range of a double are counts, anything else is not.
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<bool, E> {
-        let whole = value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 9_007_199_254_740_992.0;
-        Ok(self.capture(if whole { Captured::Number(value as u64) } else { Captured::WrongType }))
+        Ok(self.capture(whole_number(value)))
     }
     /// `null` counts as absent: producers often write optional fields as null.
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {

@@ -34,9 +34,9 @@ pub mod topics;
 pub mod transactions;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -112,11 +112,9 @@ pub struct Ingest {
     /// the stages (`&mut self`) process it.
     consumer: Arc<BaseConsumer<IngestContext>>,
     filter: TopicFilter,
-    extractor: EnvelopeExtractor,
-    validator: Validator,
-    /// The helper thread's validator in batch processing (same policies
-    /// and schema cache; its own per-topic memo).
-    helper_validator: Validator,
+    /// Envelope and verdict, for this thread and the batch helper; taken out
+    /// while a batch is split between the two, so `finish` can run meanwhile.
+    preparers: Option<Box<Preparers>>,
     observer: Observer,
     cost: CostStage,
     dlq: DlqStage,
@@ -169,6 +167,14 @@ impl Clock {
     }
 }
 
+/// What the pure part of a record's processing needs: the extractor, and a
+/// validator (with its parse buffers) for each of the two threads.
+struct Preparers {
+    extractor: EnvelopeExtractor,
+    own: Validator,
+    helper: Validator,
+}
+
 /// A record's envelope and verdict: the pure part of its processing.
 struct Prepared<'m> {
     envelope: Envelope<'m>,
@@ -184,18 +190,38 @@ fn prepare<'m>(
     headers: &'m KafkaHeaders<'m>,
 ) -> Prepared<'m> {
     let started = Instant::now();
-    let envelope = extractor.extract(message.payload(), headers);
-    let checked = validator.check(message.topic(), message.key(), message.payload(), &envelope, headers);
+    let (envelope, checked) = validator.prepare(extractor, message.topic(), message.key(), message.payload(), headers);
     Prepared { envelope, checked, took: started.elapsed() }
 }
 
-fn prepare_all<'m>(
-    extractor: &EnvelopeExtractor,
-    validator: &mut Validator,
-    messages: &'m [BorrowedMessage<'_>],
-    headers: &'m [KafkaHeaders<'m>],
-) -> Vec<Prepared<'m>> {
-    messages.iter().zip(headers).map(|(message, headers)| prepare(extractor, validator, message, headers)).collect()
+/// Records a thread claims at once in a split batch: a few tens of
+/// microseconds of work, so the claims cost nothing and the threads end
+/// within a chunk of each other.
+const CHUNK: usize = 8;
+
+/// The records of a batch being prepared by two threads: each claims the
+/// next `CHUNK` unclaimed records and fills their slots.
+struct Shared<'b, 'm> {
+    batch: &'b [BorrowedMessage<'m>],
+    headers: &'b [KafkaHeaders<'b>],
+    slots: Vec<OnceLock<Prepared<'b>>>,
+    next: AtomicUsize,
+}
+
+impl<'b> Shared<'b, '_> {
+    /// Prepares the next unclaimed chunk; false when none is left.
+    fn prepare_chunk(&self, extractor: &EnvelopeExtractor, validator: &mut Validator) -> bool {
+        let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
+        if start >= self.batch.len() {
+            return false;
+        }
+        for i in start..(start + CHUNK).min(self.batch.len()) {
+            let prepared = prepare(extractor, validator, &self.batch[i], &self.headers[i]);
+            // Each index is claimed by exactly one thread.
+            let _ = self.slots[i].set(prepared);
+        }
+        true
+    }
 }
 
 impl Ingest {
@@ -223,12 +249,15 @@ impl Ingest {
         let cache = crate::validate::schema_cache(&config.registry)
             .map_err(|err| anyhow::anyhow!("failed to set up schemas: {err}"))?;
         let cache = Arc::new(cache);
+        let preparers = Preparers {
+            extractor,
+            own: Validator::new(config, cache.clone()),
+            helper: Validator::new(config, cache.clone()),
+        };
         Ok(Self {
             consumer: Arc::new(consumer),
             filter: TopicFilter::new(config.topics.clone()),
-            extractor,
-            validator: Validator::new(config, cache.clone()),
-            helper_validator: Validator::new(config, cache.clone()),
+            preparers: Some(Box::new(preparers)),
             observer: Observer::new(config, metrics.clone()),
             cost: CostStage::new(config, metrics.clone(), budgets),
             dlq: DlqStage::new(config, metrics.clone()),
@@ -368,10 +397,13 @@ impl Ingest {
     }
 
     /// A batch of records, in order. The pure part of each record's work
-    /// (envelope and verdict, most of the CPU time) is split between this
-    /// thread and a scoped helper thread; everything with side effects
-    /// (metrics, correlation, quarantine, offsets) then runs here, in
-    /// record order, exactly as for a single record.
+    /// (envelope and verdict, most of the CPU time) is shared between this
+    /// thread and a scoped helper thread, a chunk of records at a time;
+    /// everything with side effects (metrics, correlation, quarantine,
+    /// offsets) runs here, in record order, exactly as for a single record,
+    /// as soon as each record is prepared. While the next record is not
+    /// ready yet this thread prepares a chunk itself, so both threads stay
+    /// busy until the batch is done.
     fn process_batch(&mut self, batch: &[BorrowedMessage<'_>]) {
         if batch.len() < PARALLEL_BATCH_MIN {
             for message in batch {
@@ -379,32 +411,53 @@ impl Ingest {
             }
             return;
         }
+        let mut preparers = self.preparers.take().expect("preparers are put back after each batch");
         // Headers live as long as the batch, so envelopes may borrow from them.
         let headers: Vec<KafkaHeaders<'_>> = batch.iter().map(KafkaHeaders).collect();
-        let mid = batch.len() / 2;
-        let extractor = &self.extractor;
-        let (validator, helper) = (&mut self.validator, &mut self.helper_validator);
-        let prepared = std::thread::scope(|scope| {
-            let second = std::thread::Builder::new()
+        let shared = Shared {
+            batch,
+            headers: &headers,
+            slots: (0..batch.len()).map(|_| OnceLock::new()).collect(),
+            next: AtomicUsize::new(0),
+        };
+        let Preparers { extractor, own, helper } = &mut *preparers;
+        std::thread::scope(|scope| {
+            let shared = &shared;
+            let extractor = &*extractor;
+            // Without a thread to be had (resource limits) this thread does it all.
+            let mut helper = std::thread::Builder::new()
                 .name("pipewarden-validate".into())
-                .spawn_scoped(scope, || prepare_all(extractor, helper, &batch[mid..], &headers[mid..]));
-            let mut first = prepare_all(extractor, validator, &batch[..mid], &headers[..mid]);
-            match second {
-                Ok(second) => match second.join() {
-                    Ok(second) => first.extend(second),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                // No thread to be had (resource limits): this thread does it all.
-                Err(_) => first.extend(prepare_all(extractor, validator, &batch[mid..], &headers[mid..])),
+                .spawn_scoped(scope, move || while shared.prepare_chunk(extractor, helper) {})
+                .ok();
+            let mut waits = 0u32;
+            for (i, message) in batch.iter().enumerate() {
+                let prepared = loop {
+                    if let Some(prepared) = shared.slots[i].get() {
+                        break prepared;
+                    }
+                    if !shared.prepare_chunk(extractor, own) {
+                        // The helper is on this record's chunk: a few
+                        // microseconds, unless it panicked (then so does this thread).
+                        if helper.as_ref().is_some_and(|h| h.is_finished()) && shared.slots[i].get().is_none() {
+                            if let Err(panic) = helper.take().expect("checked").join() {
+                                std::panic::resume_unwind(panic);
+                            }
+                        }
+                        waits += 1;
+                        if waits % 64 == 0 {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                };
+                // A record before this one may have paused its partition.
+                if !self.skips(message) {
+                    self.finish(message, &headers[i], prepared);
+                }
             }
-            first
         });
-        for ((message, headers), prepared) in batch.iter().zip(&headers).zip(prepared) {
-            // A record before this one may have paused its partition.
-            if !self.skips(message) {
-                self.finish(message, headers, prepared);
-            }
-        }
+        self.preparers = Some(preparers);
     }
 
     /// One record through decode, validate, observe and its outcome.
@@ -413,8 +466,9 @@ impl Ingest {
         if self.skips(message) {
             return;
         }
-        let prepared = prepare(&self.extractor, &mut self.validator, message, &headers);
-        self.finish(message, &headers, prepared);
+        let preparers = self.preparers.as_mut().expect("preparers are put back after each batch");
+        let prepared = prepare(&preparers.extractor, &mut preparers.own, message, &headers);
+        self.finish(message, &headers, &prepared);
     }
 
     /// Whether the record's partition is paused at an earlier record (it
@@ -430,7 +484,7 @@ impl Ingest {
     /// Everything after the verdict: metrics, cost, dead letters,
     /// correlation, spans, then quarantine or the offset. The caller has
     /// checked that the record's partition is not paused before it.
-    fn finish<'m>(&mut self, message: &'m BorrowedMessage<'_>, headers: &'m KafkaHeaders<'m>, prepared: Prepared<'m>) {
+    fn finish<'m>(&mut self, message: &'m BorrowedMessage<'_>, headers: &'m KafkaHeaders<'m>, prepared: &Prepared<'_>) {
         let started = Instant::now();
         let Prepared { envelope, checked, took } = prepared;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
@@ -501,7 +555,7 @@ impl Ingest {
                 self.store(&tp, done);
             }
         }
-        self.metrics.processing.observe((took + started.elapsed()).as_secs_f64());
+        self.metrics.processing.observe((*took + started.elapsed()).as_secs_f64());
     }
 
     fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {

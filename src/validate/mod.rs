@@ -31,7 +31,6 @@ pub mod cache;
 pub mod pii;
 pub mod registry;
 pub mod schema;
-pub mod tape;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,7 +38,8 @@ use std::sync::Arc;
 use crate::config::{
     Action, Config, ContractField, KeySchema, OnUnavailable, Policy, RegistryConfig, SchemaRequirement, SubjectStrategy,
 };
-use crate::decode::{Envelope, EnvelopeProblem, Headers, PayloadFormat};
+use crate::decode::{Envelope, EnvelopeExtractor, EnvelopeProblem, Headers, PayloadFormat};
+use crate::tape::Tape;
 use cache::{CacheSettings, Lookup, SchemaCache, SchemaSource};
 use pii::{PiiKind, PiiKinds, PiiScanner};
 use registry::{RegistryClient, RegistrySettings};
@@ -188,6 +188,9 @@ pub struct Validator {
     topic_subjects: HashMap<Box<str>, String>,
     strategy: SubjectStrategy,
     on_unavailable: OnUnavailable,
+    /// This thread's parse buffers: each JSON record is parsed once, here,
+    /// for the envelope, the schema and the PII checks ([`Validator::prepare`]).
+    tape: Tape,
 }
 
 impl Validator {
@@ -212,7 +215,40 @@ impl Validator {
             topic_subjects: HashMap::default(),
             strategy: config.registry.subject_strategy,
             on_unavailable: config.registry.on_unavailable,
+            tape: Tape::default(),
         }
+    }
+
+    /// A record's envelope and verdict from one parse: a JSON payload is
+    /// parsed into this validator's tape, which the envelope captures, the
+    /// JSON Schema and the PII detectors then all read. A payload the tape
+    /// refuses (see [`crate::tape`]) goes the way of [`EnvelopeExtractor::extract`]
+    /// and [`Validator::check`], with the same results.
+    pub fn prepare<'a, H: Headers + ?Sized>(
+        &mut self,
+        extractor: &EnvelopeExtractor,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&'a [u8]>,
+        headers: &'a H,
+    ) -> (Envelope<'a>, Checked) {
+        let mut tape = std::mem::take(&mut self.tape);
+        let parsed = extractor.json_text(payload).filter(|text| tape.parse(text)).map(|text| (&tape, text));
+        let envelope = extractor.extract_parsed(payload, headers, parsed);
+        let checked = self.check_parsed(topic, key, payload, &envelope, headers, parsed);
+        self.tape = tape;
+        (envelope, checked)
+    }
+
+    pub fn check<H: Headers + ?Sized>(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        envelope: &Envelope<'_>,
+        headers: &H,
+    ) -> Checked {
+        self.check_parsed(topic, key, payload, envelope, headers, None)
     }
 
     fn policy_index(&mut self, topic: &str) -> Option<usize> {
@@ -224,13 +260,16 @@ impl Validator {
         index
     }
 
-    pub fn check<H: Headers + ?Sized>(
+    /// [`check`](Self::check); `parsed`, when given, is the payload's JSON
+    /// body already parsed (`tape` from `text`, see [`Validator::prepare`]).
+    fn check_parsed<H: Headers + ?Sized>(
         &mut self,
         topic: &str,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         envelope: &Envelope<'_>,
         headers: &H,
+        parsed: Option<(&Tape, &str)>,
     ) -> Checked {
         let Some(index) = self.policy_index(topic) else {
             return Checked::new(Verdict::Valid);
@@ -304,7 +343,7 @@ impl Validator {
         let mut passed = Verdict::Valid;
         match lookup {
             Some(Lookup::Ready(schema)) => {
-                if let Err(violation) = schema.validate(body) {
+                if let Err(violation) = schema.validate_parsed(body, parsed) {
                     let reason = match violation.reason {
                         ViolationReason::NotJson => Reason::NotJson,
                         ViolationReason::SchemaMismatch => Reason::SchemaMismatch,
@@ -357,7 +396,11 @@ impl Validator {
         let compiled = &self.policies[index];
         let mut checked = Checked::new(passed);
         if compiled.policy.pii != Action::Off && is_json {
-            if let Ok(found) = compiled.pii.scan_json(body) {
+            let found = match parsed {
+                Some((tape, text)) => Ok(compiled.pii.scan_tape(tape, text)),
+                None => compiled.pii.scan_json(body),
+            };
+            if let Ok(found) = found {
                 checked.pii = found;
                 if !found.is_empty() && compiled.policy.pii == Action::Quarantine {
                     let kinds: Vec<&str> = found.iter().map(PiiKind::as_str).collect();
@@ -560,7 +603,12 @@ mod tests {
     ) -> Checked {
         let headers: &[(&str, &[u8])] = &[];
         let envelope = v.1.extract(payload, headers);
-        v.0.check(topic, None, payload, &envelope, headers)
+        let checked = v.0.check(topic, None, payload, &envelope, headers);
+        // The ingest loop's one-parse path reads the same envelope and verdict.
+        let (parsed_envelope, parsed_checked) = v.0.prepare(&v.1, topic, None, payload, headers);
+        assert_eq!(format!("{parsed_envelope:?}"), format!("{envelope:?}"));
+        assert_eq!(format!("{parsed_checked:?}"), format!("{checked:?}"));
+        checked
     }
 
     fn reason(checked: &Checked) -> Option<(&'static str, bool)> {
@@ -568,6 +616,31 @@ mod tests {
             Verdict::Invalid { reason, quarantine, .. } => Some((reason.as_str(), *quarantine)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn one_parse_reads_what_the_separate_passes_read() {
+        // `check` above runs both paths and compares them; these payloads
+        // reach every kind of value the envelope, schema and PII read.
+        let mut v = validator("topics = [\".*\"]\npii = \"count\"\nschema = \"if_available\"");
+        let mut wire = vec![0, 0, 0, 0, 1];
+        wire.extend(event(r#"{"id":"o-1"}"#));
+        let payloads: Vec<Vec<u8>> = vec![
+            event(r#"{"id":"o-1","note":"mail jane\u002edoe@example.com","card":4111111111111111}"#),
+            event(r#"{"id":"o-1","calls":[{"to":"+44 20 7946 0958"}],"iban":"DE89370400440532013000"}"#),
+            event(r#"{"id":"\u00e9\ud83d\ude00","n":-0,"f":1.5e3,"big":123456789012345678901234}"#),
+            br#"{"event_type":"a\"b","trace_id":7,"event_id":null,"created_at":"x","data":{"id":"o"}}"#.to_vec(),
+            br#"{"event_type":"a","event_type":"b","data":{"id":"o"}}"#.to_vec(),
+            br#"{"event_type":"a\ud800","data":{"id":"o"}}"#.to_vec(),
+            br#"[1,2,3]"#.to_vec(),
+            br#"{"event_type":"a""#.to_vec(),
+            wire,
+        ];
+        for payload in &payloads {
+            check(&mut v, "orders", Some(payload));
+        }
+        let found = check(&mut v, "orders", Some(&payloads[0])).pii;
+        assert!(found.contains(PiiKind::Email) && found.contains(PiiKind::PaymentCard), "{found:?}");
     }
 
     #[test]

@@ -103,6 +103,8 @@
 
 use std::fmt;
 
+use crate::tape::{Item, Tape};
+
 /// One kind of personal data. The `as_str` names are bounded metric label
 /// values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,6 +215,59 @@ impl PiiScanner {
         let mut found = PiiKinds::default();
         walk_json(text, self, &mut found)?;
         Ok(found)
+    }
+
+    /// [`scan_json`](Self::scan_json) over a document already parsed into a
+    /// tape (`tape` parsed from `text`): the same string values and integer
+    /// literals, without tokenizing the text again.
+    pub fn scan_tape(&self, tape: &Tape, text: &str) -> PiiKinds {
+        let mut found = PiiKinds::default();
+        self.scan_tape_value(tape, text, 0, &mut found);
+        found
+    }
+
+    /// The value at `index` and everything in it; returns the index after it.
+    fn scan_tape_value(&self, tape: &Tape, text: &str, index: usize, found: &mut PiiKinds) -> usize {
+        if self.done(*found) {
+            return tape.after(index);
+        }
+        match tape.item(index) {
+            Item::Text(range) => self.scan_into(&text[range], found),
+            Item::Escaped(unescaped) => self.scan_into(unescaped, found),
+            Item::Number(number) => {
+                // A plain integer literal of 13–19 digits parses to a u64,
+                // whose decimal digits are the literal (JSON has no leading zeros).
+                if let Some(integer) = number.as_u64() {
+                    let mut digits = [0u8; 20];
+                    let mut n = integer;
+                    let mut at = digits.len();
+                    loop {
+                        at -= 1;
+                        digits[at] = b'0' + (n % 10) as u8;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    self.scan_integer(&digits[at..], found);
+                }
+            }
+            Item::Array { elements } => {
+                let mut element = index + 1;
+                for _ in 0..elements {
+                    element = self.scan_tape_value(tape, text, element, found);
+                }
+            }
+            Item::Object { members } => {
+                let mut member = index + 1;
+                for _ in 0..members {
+                    // Keys are not scanned, as in `scan_json`.
+                    member = self.scan_tape_value(tape, text, member + 1, found);
+                }
+            }
+            Item::Null | Item::Bool(_) => {}
+        }
+        tape.after(index)
     }
 
     /// Adds the kinds found in `text` that are enabled and not yet in `found`.

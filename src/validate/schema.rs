@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::avro_depth::{DepthGuard, MAX_AVRO_DEPTH};
-use super::tape::{Tape, TapeJson};
+use crate::tape::{Tape, TapeJson};
 
 /// Largest allocation the Avro decoder may make for one length prefix
 /// (string, bytes, array block). apache-avro's own default is 512 MiB, so a
@@ -203,8 +203,20 @@ impl CompiledSchema {
 
     /// Checks one serialized value (see the module doc for what `body` is).
     pub fn validate(&self, body: &[u8]) -> Result<(), Violation> {
+        self.validate_parsed(body, None)
+    }
+
+    /// [`validate`](Self::validate) with `body` already parsed: `tape`
+    /// parsed from `text`, the body's text. A JSON Schema then reads the
+    /// tape instead of parsing the body again.
+    pub fn validate_parsed(&self, body: &[u8], parsed: Option<(&Tape, &str)>) -> Result<(), Violation> {
         match &self.inner {
-            Inner::Json { validator, tape } => validate_json(validator, tape.as_ref(), body),
+            Inner::Json { validator, tape } => match (tape, parsed) {
+                (Some(tape_validator), Some((tape, text))) if tape_validator.is_valid(tape.root(text)) => Ok(()),
+                // The tape stands for the document: only its violation needs wording.
+                (Some(_), Some(_)) => validate_json(validator, None, body),
+                _ => validate_json(validator, tape.as_ref(), body),
+            },
             Inner::Avro { reader, depth_guard } => validate_avro(reader, depth_guard.as_ref(), body),
             Inner::Protobuf(_) => read_message_indexes(body, |_| {})
                 .map(|_| ())

@@ -15,6 +15,7 @@ use pipewarden::decode::EnvelopeExtractor;
 use pipewarden::dlq::DlqStage;
 use pipewarden::metrics::Metrics;
 use pipewarden::observe::{Observer, Record};
+use pipewarden::tape::Tape;
 use pipewarden::validate::{Validator, Verdict};
 
 use crate::preload::EventGen;
@@ -51,6 +52,7 @@ const LEVELS: [&str; 6] = [
 
 struct Stages {
     extractor: EnvelopeExtractor,
+    tape: Tape,
     validator: Validator,
     observer: Observer,
     cost: CostStage,
@@ -69,11 +71,14 @@ impl Stages {
             payload: Some(payload),
             headers: NO_HEADERS,
         };
-        let envelope = self.extractor.extract(Some(payload), NO_HEADERS);
         if level == 1 {
+            // What the ingest loop does for a topic without a policy: the
+            // one parse and the envelope's captures from it.
+            let parsed = self.extractor.json_text(Some(payload)).filter(|text| self.tape.parse(text));
+            let envelope = self.extractor.extract_parsed(Some(payload), NO_HEADERS, parsed.map(|t| (&self.tape, t)));
             return envelope.problems.is_empty();
         }
-        let checked = self.validator.check(TOPIC, None, Some(payload), &envelope, NO_HEADERS);
+        let (envelope, checked) = self.validator.prepare(&self.extractor, TOPIC, None, Some(payload), NO_HEADERS);
         let valid = checked.verdict == Verdict::Valid;
         if level >= 3 {
             self.observer.observe(&record, &envelope, &checked, now_us);
@@ -105,6 +110,7 @@ pub fn run(args: &StagesArgs) -> anyhow::Result<()> {
         Arc::new(pipewarden::validate::schema_cache(&config.registry).map_err(|e| anyhow::anyhow!("schemas: {e}"))?);
     let mut stages = Stages {
         extractor: EnvelopeExtractor::for_config(&config)?,
+        tape: Tape::default(),
         validator: Validator::new(&config, cache),
         observer: Observer::new(&config, metrics.clone()),
         cost: CostStage::new(&config, metrics.clone(), budgets),
@@ -125,8 +131,7 @@ pub fn run(args: &StagesArgs) -> anyhow::Result<()> {
     let now_us = || time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1000;
     let started = Instant::now();
     loop {
-        let envelope = stages.extractor.extract(Some(&payloads[0]), NO_HEADERS);
-        let checked = stages.validator.check(TOPIC, None, Some(&payloads[0]), &envelope, NO_HEADERS);
+        let (_, checked) = stages.validator.prepare(&stages.extractor, TOPIC, None, Some(&payloads[0]), NO_HEADERS);
         match checked.verdict {
             Verdict::Wait if started.elapsed().as_secs() < 10 => {
                 std::thread::sleep(std::time::Duration::from_millis(5))

@@ -17,6 +17,11 @@
 //! (integers in range directly, everything else through `serde_json`'s own
 //! number parser). Only a `valid` answer is taken from the tape: an invalid
 //! record is checked again through `Value`, which also words its errors.
+//!
+//! One parse serves every check of a record: the ingest loop parses a JSON
+//! payload once ([`crate::validate::Validator::prepare`]), then the envelope
+//! captures ([`crate::decode::EnvelopeExtractor::extract_parsed`]), the
+//! JSON Schema and the PII detectors read the same tape through [`Tape::item`].
 
 use std::borrow::Cow;
 
@@ -60,6 +65,26 @@ struct Entry {
     end: u32,
 }
 
+/// One entry of a parsed tape. The members of an object follow it as (key,
+/// value) pairs, the elements of an array as values; [`Tape::after`] jumps
+/// over a value to its next sibling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item<'t> {
+    Null,
+    Bool(bool),
+    Number(&'t Number),
+    /// A string without escapes: this byte range of the parsed text.
+    Text(std::ops::Range<usize>),
+    /// A string with escapes, unescaped.
+    Escaped(&'t str),
+    Array {
+        elements: u32,
+    },
+    Object {
+        members: u32,
+    },
+}
+
 /// Reusable parse buffers.
 #[derive(Debug, Default)]
 pub struct Tape {
@@ -93,6 +118,33 @@ impl Tape {
     /// The document's root; only after a successful [`Tape::parse`] of `text`.
     pub fn root<'a>(&'a self, text: &'a str) -> TapeNode<'a> {
         TapeNode { doc: Doc { tape: self, text }, index: 0 }
+    }
+
+    /// Entry `index` of the tape parsed from `text` (entry 0 is the root):
+    /// what the envelope and PII passes read.
+    pub fn item(&self, index: usize) -> Item<'_> {
+        let entry = self.entries[index];
+        match entry.kind {
+            Kind::Null => Item::Null,
+            Kind::False => Item::Bool(false),
+            Kind::True => Item::Bool(true),
+            Kind::Number => Item::Number(&self.numbers[entry.a as usize]),
+            Kind::String => Item::Text(entry.a as usize..entry.b as usize),
+            Kind::Escaped => Item::Escaped(&self.unescaped[entry.a as usize..entry.b as usize]),
+            Kind::Array => Item::Array { elements: entry.a },
+            Kind::Object => Item::Object { members: entry.a },
+        }
+    }
+
+    /// Index of the entry after the value at `index` and everything in it:
+    /// the next element, or the next member's key.
+    pub fn after(&self, index: usize) -> usize {
+        self.entries[index].end as usize
+    }
+
+    /// The text of the string (or object key) at `index` of the tape parsed from `text`.
+    pub fn str<'a>(&'a self, text: &'a str, index: usize) -> &'a str {
+        Doc { tape: self, text }.str(index)
     }
 
     /// The parsed document as a `serde_json::Value` (for checks: the fuzz
