@@ -96,6 +96,8 @@ pub struct Tape {
     /// Per open container: a 64-bit filter of the keys seen so far, so the
     /// repeated-key check scans the members only on a filter hit.
     seen: Vec<u64>,
+    /// Deepest nesting of objects and arrays.
+    deepest: usize,
 }
 
 impl Tape {
@@ -108,6 +110,7 @@ impl Tape {
         self.unescaped.clear();
         self.stack.clear();
         self.seen.clear();
+        self.deepest = 0;
         if self.entries.capacity() > KEEP_ENTRIES {
             self.entries.shrink_to(KEEP_ENTRIES);
             self.unescaped.shrink_to(KEEP_ENTRIES);
@@ -134,6 +137,12 @@ impl Tape {
             Kind::Array => Item::Array { elements: entry.a },
             Kind::Object => Item::Object { members: entry.a },
         }
+    }
+
+    /// How deep objects and arrays nest in the parsed document (0: a scalar),
+    /// as [`crate::validate::json_depth_exceeds`] counts it.
+    pub fn depth(&self) -> usize {
+        self.deepest
     }
 
     /// Index of the entry after the value at `index` and everything in it:
@@ -173,6 +182,7 @@ impl Tape {
                     if self.stack.len() > MAX_NESTING {
                         return None;
                     }
+                    self.deepest = self.deepest.max(self.stack.len());
                     i = skip_ws(b, i + 1);
                     let close = if kind == Kind::Object { b'}' } else { b']' };
                     if b.get(i) == Some(&close) {

@@ -703,6 +703,9 @@ pub fn tape(data: &[u8]) {
         if tape.parse(text) {
             let tree = tree.as_ref().expect("the tape accepted what serde_json refuses");
             assert_eq!(&tape.to_value(text), tree, "the tape reads a different document");
+            for max_depth in [0, 1, 2, 8, 64, 99] {
+                assert_eq!(tape.depth() > max_depth, json_depth_exceeds(data, max_depth), "depth over {max_depth}");
+            }
             let expected = TAPE_SCHEMA.validate_json_value(tree).expect("a JSON schema");
             let from_tape = TAPE_SCHEMA.validate_parsed(data, Some((&tape, text)));
             assert_eq!(from_tape, expected, "the verdict on an already parsed tape differs");

@@ -306,7 +306,11 @@ impl Validator {
         let body =
             if envelope.schema_id.is_some() { &payload[crate::decode::wire::WIRE_PREFIX_LEN..] } else { payload };
         let is_json = envelope.format != PayloadFormat::ConfluentBinary;
-        if is_json && json_depth_exceeds(body, policy.max_depth) {
+        let too_deep = match parsed {
+            Some((tape, _)) => tape.depth() > policy.max_depth,
+            None => is_json && json_depth_exceeds(body, policy.max_depth),
+        };
+        if too_deep {
             let detail = format!("JSON nesting deeper than {} levels", policy.max_depth);
             return invalid(Reason::TooDeep, detail.into(), envelope.schema_id);
         }
