@@ -173,9 +173,12 @@ fn topic_handles<'m>(
     limit: usize,
     topic: &str,
 ) -> &'m mut TopicHandles {
-    // Two lookups on a miss keep the hit path free of allocation (the
-    // entry API would need an owned key up front).
-    let key = if topics.contains_key(topic) || topics.len() < limit { topic } else { OVERFLOW };
+    // The hit path (every record but a topic's first) is two lookups and
+    // no allocation (the entry API would need an owned key up front).
+    if topics.contains_key(topic) {
+        return topics.get_mut(topic).expect("present");
+    }
+    let key = if topics.len() < limit { topic } else { OVERFLOW };
     if !topics.contains_key(key) {
         let label = admitted(key, |v| metrics.topic_label(v));
         let labels = TopicLabels { topic: label.clone() };
@@ -207,7 +210,10 @@ fn cached_counter<'m>(
     limit: usize,
     create: impl FnOnce(&str) -> Counter,
 ) -> &'m Counter {
-    let key = if cache.contains_key(value) || cache.len() < limit { value } else { OVERFLOW };
+    if cache.contains_key(value) {
+        return cache.get(value).expect("present");
+    }
+    let key = if cache.len() < limit { value } else { OVERFLOW };
     if !cache.contains_key(key) {
         let counter = create(key);
         cache.insert(key.into(), counter);
