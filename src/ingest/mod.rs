@@ -482,7 +482,7 @@ impl Ingest {
                             break 'records;
                         }
                         waits += 1;
-                        if waits % 64 == 0 {
+                        if waits.is_multiple_of(64) {
                             std::thread::yield_now();
                         } else {
                             std::hint::spin_loop();
@@ -552,10 +552,10 @@ impl Ingest {
             return;
         }
         let now_us = self.clock.unix_us(started);
-        self.observer.observe(&record, &envelope, &checked, now_us);
-        let event_cost = self.cost.observe(topic, &envelope, now_us);
-        self.dlq.observe(&record, &envelope, now_us);
-        let mut observation = crate::correlate::observation(&record, &envelope, &checked);
+        self.observer.observe(&record, envelope, checked, now_us);
+        let event_cost = self.cost.observe(topic, envelope, now_us);
+        self.dlq.observe(&record, envelope, now_us);
+        let mut observation = crate::correlate::observation(&record, envelope, checked);
         if let Some(cost) = &event_cost {
             observation.set_cost(cost);
         }
@@ -564,7 +564,7 @@ impl Ingest {
             // The correlator's event order names the parent span when it
             // runs in this process; otherwise the exporter chains by read order.
             let previous = previous.map(|p| crate::spans::SpanId::for_record(&p.topic, p.partition, p.offset));
-            spans.observe(&record, &envelope, &checked.verdict, event_cost.as_ref(), previous);
+            spans.observe(&record, envelope, &checked.verdict, event_cost.as_ref(), previous);
         }
 
         if let Verdict::Invalid { reason, detail, schema_id, quarantine: true } = &checked.verdict {
