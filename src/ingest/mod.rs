@@ -11,6 +11,13 @@
 //!   no verdict yet (schema being fetched) → partition paused, retried later
 //! ```
 //!
+//! Records are taken in batches of what the consumer's queue holds. The
+//! pure part of each record's work, decode and validate (one parse of the
+//! payload, see [`crate::tape`]), is shared with one persistent helper
+//! thread, `pipewarden-validate`, a chunk of records at a time; everything
+//! after the verdict runs on this thread, in record order
+//! (`Ingest::process_batch`).
+//!
 //! Offsets are stored in order per partition ([`offsets::OffsetTracker`])
 //! and committed by librdkafka every `kafka.commit_interval_ms`, before
 //! partitions are revoked, and once more at shutdown: an offset is never
