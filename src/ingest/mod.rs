@@ -74,10 +74,9 @@ use transactions::{Committed, Transactions};
 /// shutdown request, an acknowledgement and a due retry.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Most records taken from the consumer's queue at once: enough that the
-/// helper thread's start-up (tens of microseconds) is small against the
-/// work it takes over, few enough that a batch is done in a few
-/// milliseconds.
+/// Most records taken from the consumer's queue at once: enough that
+/// waking the helper thread is small against the work it takes over, few
+/// enough that a batch is done in a few milliseconds.
 const MAX_BATCH: usize = 512;
 
 /// Smallest batch worth splitting across two threads; smaller ones (a
@@ -444,7 +443,7 @@ impl Ingest {
 
     /// A batch of records, in order. The pure part of each record's work
     /// (envelope and verdict, most of the CPU time) is shared between this
-    /// thread and a scoped helper thread, a chunk of records at a time;
+    /// thread and the helper thread (a scoped job), a chunk of records at a time;
     /// everything with side effects (metrics, correlation, quarantine,
     /// offsets) runs here, in record order, exactly as for a single record,
     /// as soon as each record is prepared. While the next record is not
