@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::broker::OwnBroker;
 use common::*;
-use rdkafka::message::{Headers as _, Message, OwnedMessage};
+use rdkafka::message::Message;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -32,15 +32,6 @@ topics = [".*"]
 schema = "off"
 pii = "off"
 "#;
-
-fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
-    let headers = message.headers()?;
-    (0..headers.count())
-        .map(|i| headers.get(i))
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| std::str::from_utf8(v).unwrap())
-}
 
 fn verdicts(text: &str, topic: &str, verdict: &str) -> f64 {
     sample(text, &format!("pipewarden_verdicts_total{{topic=\"{topic}\",verdict=\"{verdict}\"}}"))

@@ -182,15 +182,6 @@ fn produce_mixed(topic: &str, avro_id: u32) -> (PoisonSet, usize) {
     (poison, valid)
 }
 
-fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
-    let headers = message.headers()?;
-    (0..headers.count())
-        .map(|i| headers.get(i))
-        .find(|h| h.key == name)
-        .and_then(|h| h.value)
-        .map(|v| std::str::from_utf8(v).unwrap())
-}
-
 /// Checks every copy against its source record; returns the de-duplicated origins.
 fn check_copies(source: &[OwnedMessage], copies: &[OwnedMessage]) -> BTreeMap<(i32, i64), String> {
     let by_origin: BTreeMap<(i32, i64), &OwnedMessage> =

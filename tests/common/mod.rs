@@ -315,6 +315,18 @@ pub fn read_committed(topic: &str, partitions: i32) -> Vec<rdkafka::message::Own
     out
 }
 
+/// The first header `name` of a record read back (e.g. a quarantine
+/// copy's `pipewarden.*` headers), as text.
+pub fn header<'a>(message: &'a rdkafka::message::OwnedMessage, name: &str) -> Option<&'a str> {
+    use rdkafka::message::{Headers as _, Message as _};
+    let headers = message.headers()?;
+    (0..headers.count())
+        .map(|i| headers.get(i))
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| std::str::from_utf8(v).unwrap())
+}
+
 /// Every record of `topic` up to its current end, in partition and offset order.
 pub fn read_all(topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
     read_all_on(&bootstrap(), topic, partitions)
