@@ -99,14 +99,12 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// How long shutdown waits for outstanding quarantine acknowledgements.
 const QUARANTINE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// rdkafka headers seen through the decode stage's [`Headers`] trait.
+/// A record's headers seen through the decode stage's [`Headers`] trait.
 /// librdkafka parses a record's headers into a list on first access, so
 /// they are only touched when a source actually needs a header.
-struct KafkaHeaders<'a>(&'a BorrowedMessage<'a>);
-
-impl Headers for KafkaHeaders<'_> {
+impl Headers for BorrowedMessage<'_> {
     fn last(&self, name: &str) -> Option<&[u8]> {
-        let headers = self.0.headers()?;
+        let headers = self.headers()?;
         (0..headers.count()).rev().map(|i| headers.get(i)).find(|h| h.key == name).and_then(|h| h.value)
     }
 }
@@ -199,10 +197,9 @@ fn prepare<'m>(
     extractor: &EnvelopeExtractor,
     validator: &mut Validator,
     message: &'m BorrowedMessage<'_>,
-    headers: &'m KafkaHeaders<'m>,
 ) -> Prepared<'m> {
     let started = Instant::now();
-    let (envelope, checked) = validator.prepare(extractor, message.topic(), message.key(), message.payload(), headers);
+    let (envelope, checked) = validator.prepare(extractor, message.topic(), message.key(), message.payload(), message);
     Prepared { envelope, checked, took: started.elapsed() }
 }
 
@@ -215,7 +212,6 @@ const CHUNK: usize = 8;
 /// next `CHUNK` unclaimed records and fills their slots.
 struct Shared<'b, 'm> {
     batch: &'b [BorrowedMessage<'m>],
-    headers: &'b [KafkaHeaders<'b>],
     slots: Vec<OnceLock<Prepared<'b>>>,
     next: AtomicUsize,
     /// Set when the helper's job ends, also by a panic (which the scope
@@ -241,7 +237,7 @@ impl<'b> Shared<'b, '_> {
             return false;
         }
         for i in start..(start + CHUNK).min(self.batch.len()) {
-            let prepared = prepare(extractor, validator, &self.batch[i], &self.headers[i]);
+            let prepared = prepare(extractor, validator, &self.batch[i]);
             // Each index is claimed by exactly one thread.
             let _ = self.slots[i].set(prepared);
         }
@@ -457,11 +453,8 @@ impl Ingest {
             return;
         }
         let mut preparers = self.preparers.take().expect("preparers are put back after each batch");
-        // Headers live as long as the batch, so envelopes may borrow from them.
-        let headers: Vec<KafkaHeaders<'_>> = batch.iter().map(KafkaHeaders).collect();
         let shared = Shared {
             batch,
-            headers: &headers,
             slots: (0..batch.len()).map(|_| OnceLock::new()).collect(),
             next: AtomicUsize::new(0),
             helper_done: AtomicBool::new(false),
@@ -497,7 +490,7 @@ impl Ingest {
                 };
                 // A record before this one may have paused its partition.
                 if !self.skips(message) {
-                    self.finish(message, &headers[i], prepared);
+                    self.finish(message, prepared);
                 }
             }
         };
@@ -516,13 +509,12 @@ impl Ingest {
 
     /// One record through decode, validate, observe and its outcome.
     fn process(&mut self, message: &BorrowedMessage<'_>) {
-        let headers = KafkaHeaders(message);
         if self.skips(message) {
             return;
         }
         let preparers = self.preparers.as_mut().expect("preparers are put back after each batch");
-        let prepared = prepare(&preparers.extractor, &mut preparers.own, message, &headers);
-        self.finish(message, &headers, &prepared);
+        let prepared = prepare(&preparers.extractor, &mut preparers.own, message);
+        self.finish(message, &prepared);
     }
 
     /// Whether the record's partition is paused at an earlier record (it
@@ -538,7 +530,7 @@ impl Ingest {
     /// Everything after the verdict: metrics, cost, dead letters,
     /// correlation, spans, then quarantine or the offset. The caller has
     /// checked that the record's partition is not paused before it.
-    fn finish<'m>(&mut self, message: &'m BorrowedMessage<'_>, headers: &'m KafkaHeaders<'m>, prepared: &Prepared<'_>) {
+    fn finish(&mut self, message: &BorrowedMessage<'_>, prepared: &Prepared<'_>) {
         let started = Instant::now();
         let Prepared { envelope, checked, took } = prepared;
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
@@ -548,7 +540,7 @@ impl Ingest {
             offset,
             timestamp_ms: message.timestamp().to_millis(),
             payload: message.payload(),
-            headers,
+            headers: message,
         };
         if let Some(index) = &mut self.time_index {
             index.record(topic, partition, offset, record.timestamp_ms);
