@@ -151,7 +151,8 @@ pub struct Ingest {
     time_index: Option<IndexWriter>,
     /// Where each record's observation goes (the correlator, or the observations topic).
     correlation: crate::correlate::Input,
-    /// Whether a policy reads headers of every record (schema ID headers).
+    /// Whether the validator reads a header of every record (see
+    /// [`Validator::reads_headers`]): then they are parsed as records are polled.
     headers_read: bool,
 }
 
@@ -282,6 +283,7 @@ impl Ingest {
             helper: Validator::new(config, cache.clone()),
             pool,
         };
+        let headers_read = preparers.own.reads_headers();
         Ok(Self {
             consumer: Arc::new(consumer),
             filter: TopicFilter::new(config.topics.clone()),
@@ -312,10 +314,7 @@ impl Ingest {
             },
             time_index: None,
             correlation,
-            headers_read: config
-                .policies
-                .iter()
-                .any(|p| p.schema != crate::config::SchemaRequirement::Off || p.keys != crate::config::KeySchema::Off),
+            headers_read,
         })
     }
 

@@ -219,6 +219,13 @@ impl Validator {
         }
     }
 
+    /// Whether some policy reads a header of every record it checks (the
+    /// schema-ID headers of values and keys, see `header_schema_id` and
+    /// `check_key`).
+    pub fn reads_headers(&self) -> bool {
+        self.policies.iter().any(|p| p.policy.schema != SchemaRequirement::Off || p.policy.keys != KeySchema::Off)
+    }
+
     /// A record's envelope and verdict from one parse: a JSON payload is
     /// parsed into this validator's tape, which the envelope captures, the
     /// JSON Schema and the PII detectors then all read. A payload the tape
@@ -645,6 +652,13 @@ mod tests {
         }
         let found = check(&mut v, "orders", Some(&payloads[0])).pii;
         assert!(found.contains(PiiKind::Email) && found.contains(PiiKind::PaymentCard), "{found:?}");
+    }
+
+    #[test]
+    fn headers_are_read_when_a_policy_uses_schema_id_headers() {
+        assert!(validator("topics = [\".*\"]").0.reads_headers(), "schemas and keys by header are the defaults");
+        assert!(validator("topics = [\".*\"]\nschema = \"off\"").0.reads_headers(), "key schema headers");
+        assert!(!validator("topics = [\".*\"]\nschema = \"off\"\nkeys = \"off\"").0.reads_headers());
     }
 
     #[test]
