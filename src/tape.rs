@@ -353,25 +353,14 @@ impl Tape {
         let digits = j;
         match *b.get(j)? {
             b'0' => j += 1,
-            b'1'..=b'9' => {
-                while b.get(j).is_some_and(u8::is_ascii_digit) {
-                    j += 1;
-                }
-            }
+            b'1'..=b'9' => j = digit_run(b, j)?,
             _ => return None,
         }
         let integer_digits = j - digits;
         let mut integer = true;
         if b.get(j) == Some(&b'.') {
             integer = false;
-            j += 1;
-            let from = j;
-            while b.get(j).is_some_and(u8::is_ascii_digit) {
-                j += 1;
-            }
-            if j == from {
-                return None;
-            }
+            j = digit_run(b, j + 1)?;
         }
         if matches!(b.get(j), Some(b'e' | b'E')) {
             integer = false;
@@ -379,13 +368,7 @@ impl Tape {
             if matches!(b.get(j), Some(b'+' | b'-')) {
                 j += 1;
             }
-            let from = j;
-            while b.get(j).is_some_and(u8::is_ascii_digit) {
-                j += 1;
-            }
-            if j == from {
-                return None;
-            }
+            j = digit_run(b, j)?;
         }
         let text = std::str::from_utf8(&b[i..j]).ok()?;
         // serde_json's own rules: an integer literal is a u64 when positive,
@@ -433,6 +416,14 @@ fn special_byte(b: &[u8], from: usize) -> Option<usize> {
         j += 1;
     }
     None
+}
+
+/// The index after the run of ASCII digits at `from`; `None` when there is
+/// not at least one (JSON wants a digit after `.`, after an exponent mark,
+/// and first in a number).
+fn digit_run(b: &[u8], from: usize) -> Option<usize> {
+    let end = from + b.get(from..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+    (end > from).then_some(end)
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
