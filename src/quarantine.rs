@@ -28,6 +28,10 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use time::format_description::well_known::Rfc3339;
+use tracing::{info, warn};
+
+use crate::config::{Config, QuarantineConfig};
+use crate::ingest::access::Denied;
 
 /// The client settings every pipewarden producer (quarantine copies,
 /// observations, budget alerts) starts from: the cluster's connection
@@ -42,10 +46,6 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     client_config.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5");
     client_config
 }
-use tracing::{info, warn};
-
-use crate::config::{Config, QuarantineConfig};
-use crate::ingest::access::Denied;
 
 /// Header names added to every quarantined record.
 pub mod header {
