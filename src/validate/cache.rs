@@ -42,7 +42,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -232,6 +232,9 @@ struct Shared {
     available: AtomicBool,
     stop: AtomicBool,
     counters: Counters,
+    /// Bumped after every change to `ids` or `subjects`; a [`SchemaMemo`]
+    /// forgets what it holds when it sees a new value.
+    generation: AtomicU64,
 }
 
 enum Msg {
@@ -275,6 +278,7 @@ impl SchemaCache {
             available: AtomicBool::new(true),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            generation: AtomicU64::new(0),
         });
         let fetcher: Box<dyn SchemaFetcher> = match source {
             SchemaSource::Local(dir) => {
@@ -315,9 +319,16 @@ impl SchemaCache {
     /// once: it cannot exist, and caching it would let arbitrary strings
     /// from records fill the cache.
     pub fn by_subject(&self, subject: &str, version: Option<&str>) -> Lookup {
+        self.subject_lookup(subject, version).0
+    }
+
+    /// [`by_subject`](Self::by_subject), and until when (ms, the cache's
+    /// clock) the answer may be reused without asking again: `u64::MAX`
+    /// for never expiring, 0 for not at all.
+    fn subject_lookup(&self, subject: &str, version: Option<&str>) -> (Lookup, u64) {
         let version = version_key(version);
         if version != LATEST && !is_version_number(version) {
-            return Lookup::NotFound;
+            return (Lookup::NotFound, 0);
         }
         let key = || Key::Subject(subject.to_string(), version.to_string());
         let counters = &self.shared.counters;
@@ -326,8 +337,9 @@ impl SchemaCache {
             match subjects.map.get(subject).and_then(|v| v.get(version)) {
                 Some(found) => {
                     counters.hits.fetch_add(1, Relaxed);
-                    if !self.expired(found, version) {
-                        return found.entry.lookup();
+                    let expires = self.expires_ms(found, version);
+                    if expires == u64::MAX || self.now_ms() < expires {
+                        return (found.entry.lookup(), expires);
                     }
                     if let Mode::Worker { tx, .. } = &self.mode {
                         // Serve the stale answer; the first hit after expiry
@@ -335,7 +347,7 @@ impl SchemaCache {
                         if !found.refreshing.swap(true, Relaxed) && !self.enqueue(tx, key()) {
                             found.refreshing.store(false, Relaxed);
                         }
-                        return found.entry.lookup();
+                        return (found.entry.lookup(), 0);
                     }
                     // Local: an expired negative answer is re-read below.
                 }
@@ -344,27 +356,35 @@ impl SchemaCache {
                 }
             }
         }
-        match &self.mode {
+        let lookup = match &self.mode {
             Mode::Worker { tx, .. } => {
                 self.enqueue(tx, key());
                 Lookup::Pending
             }
             Mode::Local(dir) => local::load_now(dir, &self.shared, key()),
-        }
+        };
+        (lookup, 0)
     }
 
-    fn expired(&self, found: &SubjectEntry, version: &str) -> bool {
+    /// When (ms, see [`SchemaCache::now_ms`]) a subject entry expires;
+    /// `u64::MAX`: never.
+    fn expires_ms(&self, found: &SubjectEntry, version: &str) -> u64 {
         let settings = &self.shared.settings;
         let ttl = match (&found.entry, &self.mode) {
             (Entry::NotFound | Entry::Invalid, _) => settings.negative_ttl,
             (Entry::Ready(_), Mode::Worker { .. }) if version == LATEST => settings.subject_ttl,
-            (Entry::Ready(_), _) => return false,
+            (Entry::Ready(_), _) => return u64::MAX,
         };
-        let now = match self.mode {
+        found.fetched_ms.saturating_add(ttl.as_millis() as u64)
+    }
+
+    /// The clock subject entries expire by: with a worker, its coarse clock
+    /// (an atomic load); in local mode, read now.
+    fn now_ms(&self) -> u64 {
+        match self.mode {
             Mode::Worker { .. } => self.shared.clock_ms.load(Relaxed),
             Mode::Local(_) => self.shared.now_ms(),
-        };
-        now.saturating_sub(found.fetched_ms) >= ttl.as_millis() as u64
+        }
     }
 
     /// False while the worker's last registry request failed, or if the
@@ -444,6 +464,178 @@ impl std::fmt::Debug for SchemaCache {
 impl Drop for SchemaCache {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// What a [`SchemaMemo`] answers: [`Lookup`] with the schema borrowed
+/// from the memo instead of a new `Arc`.
+pub enum Found<'a> {
+    Ready(&'a CompiledSchema),
+    NotFound,
+    Invalid,
+    Pending,
+}
+
+/// Entries a memo keeps per map; a full map is emptied and refilled.
+const MEMO_ENTRIES: usize = 256;
+
+/// Hits a memo counts before adding them to the cache's `hits` counter.
+const MEMO_HITS_FLUSH: u64 = 1024;
+
+struct Memo {
+    schema: Arc<CompiledSchema>,
+    /// See [`SchemaCache::subject_lookup`].
+    until_ms: u64,
+}
+
+/// One thread's memo of the schemas it found in a shared [`SchemaCache`].
+///
+/// A hit in the shared cache takes its read lock, counts the hit and clones
+/// an `Arc`: atomic writes to cache lines every validating thread writes
+/// too, which, measured with two threads validating, cost more than the
+/// lookup itself. The memo answers repeated lookups from memory only this
+/// thread touches. It never answers what the cache would not: it is emptied
+/// whenever the cache changes (a generation counter, bumped after every
+/// store), an entry is only reused until the cache would expire it (when
+/// the next lookup asks the cache, which queues the refresh), and only
+/// ready schemas are kept. Hits are added to the cache's counter in
+/// batches of [`MEMO_HITS_FLUSH`] and when the memo is dropped.
+pub struct SchemaMemo {
+    cache: Arc<SchemaCache>,
+    ids: HashMap<u32, Memo, Hasher>,
+    /// Subject → version ([`LATEST`] for the latest) → schema.
+    subjects: HashMap<Box<str>, HashMap<Box<str>, Memo, Hasher>, Hasher>,
+    generation: u64,
+    hits: u64,
+}
+
+impl SchemaMemo {
+    pub fn new(cache: Arc<SchemaCache>) -> Self {
+        let generation = cache.shared.generation.load(Acquire);
+        SchemaMemo { cache, ids: HashMap::default(), subjects: HashMap::default(), generation, hits: 0 }
+    }
+
+    /// The shared cache behind the memo.
+    pub fn cache(&self) -> &SchemaCache {
+        &self.cache
+    }
+
+    /// [`SchemaCache::by_id`], answered from the memo when it can be.
+    pub fn by_id(&mut self, id: u32) -> Found<'_> {
+        self.follow_cache();
+        if self.ids.contains_key(&id) {
+            self.hit();
+        } else {
+            match self.cache.by_id(id) {
+                // By ID, a schema never expires.
+                Lookup::Ready(schema) => {
+                    if self.ids.len() >= MEMO_ENTRIES {
+                        self.ids.clear();
+                    }
+                    self.ids.insert(id, Memo { schema, until_ms: u64::MAX });
+                }
+                other => return Found::from(other),
+            }
+        }
+        Found::Ready(&self.ids[&id].schema)
+    }
+
+    /// [`SchemaCache::by_subject`], answered from the memo when it can be.
+    pub fn by_subject(&mut self, subject: &str, version: Option<&str>) -> Found<'_> {
+        match self.load_subject(subject, version) {
+            Some(answer) => answer,
+            None => self.lent(subject, version),
+        }
+    }
+
+    /// The subject's schema at version `pinned` if the cache has that
+    /// version (anything but `NotFound`), else its latest.
+    pub fn by_subject_pinned(&mut self, subject: &str, pinned: Option<&str>) -> Found<'_> {
+        if let Some(version) = pinned {
+            match self.load_subject(subject, Some(version)) {
+                None => return self.lent(subject, Some(version)),
+                Some(Found::NotFound) => {}
+                Some(answer) => return answer,
+            }
+        }
+        self.by_subject(subject, None)
+    }
+
+    /// Makes sure the memo holds the subject's schema at `version`: `None`
+    /// when it does (see [`lent`](Self::lent)), else the cache's answer.
+    fn load_subject(&mut self, subject: &str, version: Option<&str>) -> Option<Found<'static>> {
+        self.follow_cache();
+        let version = version_key(version);
+        let now = || self.cache.now_ms();
+        let reusable = self
+            .subjects
+            .get(subject)
+            .and_then(|versions| versions.get(version))
+            .is_some_and(|memo| memo.until_ms == u64::MAX || now() < memo.until_ms);
+        if reusable {
+            self.hit();
+            return None;
+        }
+        match self.cache.subject_lookup(subject, Some(version)) {
+            (Lookup::Ready(schema), until_ms) => {
+                if self.subjects.len() >= MEMO_ENTRIES {
+                    self.subjects.clear();
+                }
+                let versions = self.subjects.entry(subject.into()).or_default();
+                if versions.len() >= MEMO_ENTRIES {
+                    versions.clear();
+                }
+                // Kept even when stale (`until_ms` past): the next lookup
+                // asks the cache again.
+                versions.insert(version.into(), Memo { schema, until_ms });
+                None
+            }
+            (other, _) => Some(Found::from(other)),
+        }
+    }
+
+    /// A schema [`load_subject`](Self::load_subject) put in the memo.
+    fn lent(&self, subject: &str, version: Option<&str>) -> Found<'_> {
+        Found::Ready(&self.subjects[subject][version_key(version)].schema)
+    }
+
+    /// Empties the memo if the cache changed since it was filled.
+    fn follow_cache(&mut self) {
+        let generation = self.cache.shared.generation.load(Acquire);
+        if generation != self.generation {
+            self.ids.clear();
+            self.subjects.clear();
+            self.generation = generation;
+        }
+    }
+
+    fn hit(&mut self) {
+        self.hits += 1;
+        if self.hits >= MEMO_HITS_FLUSH {
+            self.flush_hits();
+        }
+    }
+
+    fn flush_hits(&mut self) {
+        self.cache.shared.counters.hits.fetch_add(std::mem::take(&mut self.hits), Relaxed);
+    }
+}
+
+impl Drop for SchemaMemo {
+    fn drop(&mut self) {
+        self.flush_hits();
+    }
+}
+
+impl<'a> From<Lookup> for Found<'a> {
+    /// Every answer but `Ready` (which a memo lends instead).
+    fn from(lookup: Lookup) -> Self {
+        match lookup {
+            Lookup::Ready(_) => unreachable!("a ready schema is lent from the memo"),
+            Lookup::NotFound => Found::NotFound,
+            Lookup::Invalid => Found::Invalid,
+            Lookup::Pending => Found::Pending,
+        }
     }
 }
 

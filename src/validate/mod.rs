@@ -40,10 +40,10 @@ use crate::config::{
 };
 use crate::decode::{Envelope, EnvelopeExtractor, EnvelopeProblem, Headers, PayloadFormat};
 use crate::tape::Tape;
-use cache::{CacheSettings, Lookup, SchemaCache, SchemaSource};
+use cache::{CacheSettings, Found, Lookup, SchemaCache, SchemaMemo, SchemaSource};
 use pii::{PiiKind, PiiKinds, PiiScanner};
 use registry::{RegistryClient, RegistrySettings};
-use schema::ViolationReason;
+use schema::{Violation, ViolationReason};
 
 /// Looked up once per record (the topic's policy): aHash, as in `observe`.
 type HashMap<K, V> = ahash::AHashMap<K, V>;
@@ -180,7 +180,8 @@ struct CompiledPolicy {
 }
 
 pub struct Validator {
-    cache: Arc<SchemaCache>,
+    /// The shared schema cache, behind this thread's memo of it.
+    schemas: SchemaMemo,
     policies: Vec<CompiledPolicy>,
     /// Index of the policy of each topic seen (`None`: no policy applies).
     topic_policy: HashMap<Box<str>, Option<usize>>,
@@ -209,7 +210,7 @@ impl Validator {
             })
             .collect();
         Self {
-            cache,
+            schemas: SchemaMemo::new(cache),
             policies,
             topic_policy: HashMap::default(),
             topic_subjects: HashMap::default(),
@@ -336,11 +337,18 @@ impl Validator {
             None if policy.schema != SchemaRequirement::Off => header_schema_id(headers),
             None => None,
         };
+        // The schema's answer, with the borrow of the memo ended.
         let lookup = match schema_id {
-            Some(id) => Some(self.cache.by_id(id)),
+            Some(id) => Some(self.schemas.by_id(id)),
             None if policy.schema == SchemaRequirement::Off || !is_json => None,
             None => self.lookup_subject(topic, envelope),
-        };
+        }
+        .map(|found| match found {
+            Found::Ready(schema) => Schema::Checked(schema.validate_parsed(body, parsed)),
+            Found::NotFound => Schema::NotFound,
+            Found::Invalid => Schema::Invalid,
+            Found::Pending => Schema::Pending,
+        });
         let policy = &self.policies[index].policy;
         let invalid = |reason: Reason, detail: Cow<'static, str>| {
             Checked::new(Verdict::Invalid {
@@ -353,17 +361,16 @@ impl Validator {
         // What the schema check concluded, if nothing below makes the record invalid.
         let mut passed = Verdict::Valid;
         match lookup {
-            Some(Lookup::Ready(schema)) => {
-                if let Err(violation) = schema.validate_parsed(body, parsed) {
-                    let reason = match violation.reason {
-                        ViolationReason::NotJson => Reason::NotJson,
-                        ViolationReason::SchemaMismatch => Reason::SchemaMismatch,
-                        ViolationReason::BadWireFormat => Reason::BadWireFormat,
-                    };
-                    return invalid(reason, violation.detail.into());
-                }
+            Some(Schema::Checked(Ok(()))) => {}
+            Some(Schema::Checked(Err(violation))) => {
+                let reason = match violation.reason {
+                    ViolationReason::NotJson => Reason::NotJson,
+                    ViolationReason::SchemaMismatch => Reason::SchemaMismatch,
+                    ViolationReason::BadWireFormat => Reason::BadWireFormat,
+                };
+                return invalid(reason, violation.detail.into());
             }
-            Some(Lookup::NotFound) => match schema_id {
+            Some(Schema::NotFound) => match schema_id {
                 Some(id) => {
                     return invalid(Reason::UnknownSchemaId, format!("schema id {id} is not registered").into())
                 }
@@ -374,11 +381,12 @@ impl Validator {
                 // gets the key and PII checks below.
                 None => passed = Verdict::Unverified(UnverifiedReason::NoSchema),
             },
-            Some(Lookup::Invalid) => passed = Verdict::Unverified(UnverifiedReason::UnusableSchema),
-            Some(Lookup::Pending) => {
+            Some(Schema::Invalid) => passed = Verdict::Unverified(UnverifiedReason::UnusableSchema),
+            Some(Schema::Pending) => {
                 // A first lookup on a healthy registry waits briefly; only an
                 // outage may let records through unverified, if so configured.
-                return if !self.cache.registry_available() && self.on_unavailable == OnUnavailable::Unverified {
+                return if !self.schemas.cache().registry_available() && self.on_unavailable == OnUnavailable::Unverified
+                {
                     Checked::new(Verdict::Unverified(UnverifiedReason::RegistryUnavailable))
                 } else {
                     Checked::new(Verdict::Wait)
@@ -438,7 +446,9 @@ impl Validator {
                 None => return KeyCheck::Unchecked,
             },
         };
-        match self.cache.by_id(id) {
+        // Keys go to the shared cache: `&self` here, and few keys name a schema.
+        let cache = self.schemas.cache();
+        match cache.by_id(id) {
             Lookup::Ready(schema) => match schema.validate(body) {
                 Ok(()) => KeyCheck::Valid,
                 Err(violation) => KeyCheck::Invalid(format!("key (schema id {id}): {}", violation.detail)),
@@ -446,7 +456,7 @@ impl Validator {
             Lookup::NotFound => KeyCheck::Invalid(format!("key schema id {id} is not registered")),
             Lookup::Invalid => KeyCheck::Unverified,
             Lookup::Pending => {
-                if !self.cache.registry_available() && self.on_unavailable == OnUnavailable::Unverified {
+                if !cache.registry_available() && self.on_unavailable == OnUnavailable::Unverified {
                     KeyCheck::Unverified
                 } else {
                     KeyCheck::Wait
@@ -457,7 +467,7 @@ impl Validator {
 
     /// Subject lookup for plain JSON: the record's `schema_version` when the
     /// registry has it, else the latest version.
-    fn lookup_subject(&mut self, topic: &str, envelope: &Envelope<'_>) -> Option<Lookup> {
+    fn lookup_subject(&mut self, topic: &str, envelope: &Envelope<'_>) -> Option<Found<'_>> {
         let subject: Cow<'_, str> = match self.strategy {
             SubjectStrategy::TopicName => {
                 if !self.topic_subjects.contains_key(topic) {
@@ -470,13 +480,8 @@ impl Validator {
         };
         // Registry versions are integers; a semantic version like "1.0" in the
         // payload cannot name one, so it goes straight to the latest.
-        if let Some(version) = envelope.schema_version.as_deref().filter(|v| v.bytes().all(|b| b.is_ascii_digit())) {
-            match self.cache.by_subject(&subject, Some(version)) {
-                Lookup::NotFound => {}
-                found => return Some(found),
-            }
-        }
-        Some(self.cache.by_subject(&subject, None))
+        let pinned = envelope.schema_version.as_deref().filter(|v| v.bytes().all(|b| b.is_ascii_digit()));
+        Some(self.schemas.by_subject_pinned(&subject, pinned))
     }
 }
 
@@ -514,6 +519,15 @@ fn contract_violation(policy: &Policy, envelope: &Envelope<'_>) -> Option<(Reaso
         return verdict(Reason::BadFieldType, "created_at is not an RFC 3339 timestamp");
     }
     None
+}
+
+/// What the value's schema said.
+enum Schema {
+    /// Checked against it.
+    Checked(Result<(), Violation>),
+    NotFound,
+    Invalid,
+    Pending,
 }
 
 /// Outcome of checking a record key.

@@ -340,3 +340,99 @@ fn local_folder_lists_every_broken_file() {
     let missing = SchemaCache::new(SchemaSource::Local(d.join("nope")), CacheSettings::default());
     assert!(missing.is_err());
 }
+
+/// Asks a memo until the answer is not Pending; true when it is Ready and
+/// the schema accepts `doc`.
+fn memo_settles_to(memo: &mut SchemaMemo, subject: &str, doc: &[u8]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match memo.by_subject(subject, None) {
+            Found::Pending if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Found::Ready(schema) => return schema.validate(doc).is_ok(),
+            _ => return false,
+        }
+    }
+}
+
+#[test]
+fn a_memo_answers_as_the_cache_and_counts_its_hits() {
+    let (cache, calls) = cache_with(fast(), |_, id, subject| match (id, subject) {
+        (Some(9), _) => Ok((9, json(JSON))),
+        (Some(_), _) => Err(LookupError::NotFound),
+        (None, Some(("s", None))) => Ok((20, json(JSON))),
+        (None, _) => Err(LookupError::NotFound),
+    });
+    let cache = Arc::new(cache);
+    let mut memo = SchemaMemo::new(Arc::clone(&cache));
+    assert!(memo_settles_to(&mut memo, "s", br#"{"a":1}"#));
+    assert!(!memo_settles_to(&mut memo, "s", br#"{"b":1}"#), "the memo lends the cache's schema");
+    assert!(matches!(memo.by_subject("missing", None), Found::Pending));
+    assert!(matches!(settle(|| cache.by_subject("missing", None)), Lookup::NotFound));
+    assert!(matches!(memo.by_subject("missing", None), Found::NotFound), "negative answers come from the cache");
+    // A pinned version the cache does not have falls back to the latest.
+    assert!(matches!(memo.by_subject_pinned("s", Some("4")), Found::Pending));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches!(memo.by_subject_pinned("s", Some("4")), Found::Ready(_)) {
+        assert!(Instant::now() < deadline, "no fallback to the latest");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(matches!(memo.by_id(9), Found::Pending));
+    while !matches!(memo.by_id(9), Found::Ready(_)) {
+        assert!(Instant::now() < deadline, "id 9 never ready");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let fetches = calls.load(Relaxed);
+    memo.flush_hits();
+    let hits_before = cache.stats().hits;
+    for _ in 0..3000 {
+        assert!(matches!(memo.by_id(9), Found::Ready(_)));
+        assert!(matches!(memo.by_subject("s", None), Found::Ready(_)));
+    }
+    assert_eq!(calls.load(Relaxed), fetches, "hits fetch nothing");
+    let flushed = cache.stats().hits - hits_before;
+    assert!((6000 - MEMO_HITS_FLUSH..=6000).contains(&flushed), "{flushed} of 6000 hits counted before the drop");
+    drop(memo);
+    assert_eq!(cache.stats().hits - hits_before, 6000, "every hit is counted once the memo is dropped");
+}
+
+#[test]
+fn a_memo_follows_refreshes_and_expiry() {
+    // The latest schema of "s" changes at the third fetch; its entries
+    // expire after 30 ms, so the memo must ask again and see the change.
+    let settings = CacheSettings { subject_ttl: Duration::from_millis(30), ..fast() };
+    let (cache, calls) = cache_with(settings, |n, _, _| match n {
+        0 | 1 => Ok((20, json(JSON))),
+        _ => Ok((21, json(r#"{"type":"object","required":["b"]}"#))),
+    });
+    let cache = Arc::new(cache);
+    let mut memo = SchemaMemo::new(Arc::clone(&cache));
+    assert!(memo_settles_to(&mut memo, "s", br#"{"a":1}"#));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !memo_settles_to(&mut memo, "s", br#"{"b":1}"#) {
+        assert!(Instant::now() < deadline, "the memo kept serving the first schema");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(calls.load(Relaxed) >= 3, "the refresh was queued by a lookup through the memo");
+    // Another thread's memo, and the cache itself, agree.
+    let Lookup::Ready(shared) = cache.by_subject("s", None) else { panic!() };
+    assert!(shared.validate(br#"{"b":1}"#).is_ok());
+    let mut other = SchemaMemo::new(Arc::clone(&cache));
+    assert!(memo_settles_to(&mut other, "s", br#"{"b":1}"#));
+}
+
+#[test]
+fn a_memo_is_emptied_when_the_cache_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "orders-value.json", JSON);
+    let cache = Arc::new(SchemaCache::new(SchemaSource::Local(dir.path().into()), CacheSettings::default()).unwrap());
+    let mut memo = SchemaMemo::new(Arc::clone(&cache));
+    assert!(matches!(memo.by_subject("orders-value", None), Found::Ready(_)));
+    assert_eq!(memo.subjects.len(), 1);
+    // Any store (here: a subject read from disk on first use) moves the
+    // generation, and the memo forgets what it held.
+    write(dir.path(), "late.json", JSON);
+    assert!(matches!(cache.by_subject("late", None), Lookup::Ready(_)));
+    assert!(matches!(memo.by_id(12345), Found::NotFound));
+    assert!(memo.subjects.is_empty(), "the memo kept entries across a change of the cache");
+    assert!(matches!(memo.by_subject("orders-value", None), Found::Ready(_)));
+}

@@ -93,6 +93,8 @@ impl Shared {
                 }
             }
         }
+        // After the maps changed: memos then ask the maps again.
+        self.generation.fetch_add(1, Release);
     }
 }
 
