@@ -51,11 +51,21 @@ pub fn trace_key(id: &str) -> (TraceKey, bool) {
     ([high.hash_one(id), low.hash_one(id)], false)
 }
 
+/// 32 lowercase hex digits as a number; one pass (`u128::from_str_radix`
+/// checks every step for overflow in 128-bit arithmetic, which measured
+/// about 800 instructions per record).
 fn parse_w3c_trace_id(id: &str) -> Option<u128> {
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if id.len() != 32 {
         return None;
     }
-    u128::from_str_radix(id, 16).ok()
+    id.bytes().try_fold(0u128, |value, b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u128::from(digit))
+    })
 }
 
 /// The text of a trace ID: kept text, or the hex digits of the key.
@@ -437,6 +447,29 @@ mod tests {
         assert_ne!(upper, key);
         assert_eq!(trace_key("trace-1"), trace_key("trace-1"));
         assert_ne!(trace_key("trace-1").0, trace_key("trace-2").0);
+        // The one-pass parse reads what the standard parser reads, and
+        // refuses the same things.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..1000 {
+            let id: String = (0..32)
+                .map(|_| {
+                    state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    char::from(b"0123456789abcdef"[(state >> 60) as usize])
+                })
+                .collect();
+            assert_eq!(parse_w3c_trace_id(&id), Some(u128::from_str_radix(&id, 16).unwrap()), "{id}");
+        }
+        for id in [
+            "",
+            "4bf92f3577b34da6a3ce929d0e0e473",
+            "4bf92f3577b34da6a3ce929d0e0e47360",
+            "4bf92f3577b34da6a3ce929d0e0e473g",
+            "+bf92f3577b34da6a3ce929d0e0e4736",
+            "4bf92f3577b34da6a3ce929d0e0e473A",
+        ] {
+            assert_eq!(parse_w3c_trace_id(id), None, "{id:?}");
+        }
+        assert_eq!(parse_w3c_trace_id("ffffffffffffffffffffffffffffffff"), Some(u128::MAX));
     }
 
     #[test]
