@@ -18,7 +18,9 @@ impl OwnBroker {
     /// Starts a fresh broker on two free ports (formatting its storage takes a few seconds).
     pub fn start(prefix: &str) -> OwnBroker {
         let instance = super::unique(prefix);
-        let broker = OwnBroker { instance, port: super::free_port(), controller_port: super::free_port() };
+        // Below the ephemeral range: `restart` binds the same ports again.
+        let broker =
+            OwnBroker { instance, port: super::restartable_port(), controller_port: super::restartable_port() };
         broker.script("start");
         broker
     }

@@ -405,6 +405,25 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port below the kernel's ephemeral range (32768–60999 by
+/// default), for a server that is stopped and started again on the same
+/// port. Ports from [`free_port`] are ephemeral: while the server is down,
+/// any outgoing connection (another test's, or a client reconnecting to
+/// that very port) may be given it as its local port, and the restarted
+/// server then cannot bind it. Distinct within one test process.
+pub fn restartable_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 600) * 20;
+    loop {
+        let port = 20_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        let port = u16::try_from(port).expect("below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A pipewarden process under test.
 pub struct Daemon {
     child: Option<Child>,
