@@ -643,7 +643,10 @@ pub const LAG_POLL_BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 /// Consumer group lag families, written by the lag thread once per poll
 /// (see `lag/`). Group label values pass through `group_limiter`, topics
-/// through the shared topic limiter.
+/// through `topic_limiter`: a limiter of their own, because the lag
+/// monitor reports every group of the cluster, and on a cluster with more
+/// topics than the cap it would otherwise take every place in the shared
+/// topic limiter before the watched topics' first records.
 pub struct LagMetrics {
     pub lag_messages: Family<GroupTopicLabels, Gauge>,
     pub partition_lag_messages: Family<GroupPartitionLabels, Gauge>,
@@ -658,6 +661,7 @@ pub struct LagMetrics {
     pub index_partitions: Gauge,
     pub index_points: Gauge,
     pub group_limiter: LabelLimiter,
+    pub topic_limiter: LabelLimiter,
 }
 
 impl LagMetrics {
@@ -676,6 +680,7 @@ impl LagMetrics {
             index_partitions: Gauge::default(),
             index_points: Gauge::default(),
             group_limiter: LabelLimiter::new("group", max_label_values),
+            topic_limiter: LabelLimiter::new("topic", max_label_values),
         }
     }
 

@@ -247,9 +247,8 @@ fn a_flood_of_distinct_label_values_stays_within_the_caps() {
     create_topics(&topics.iter().map(|t| (t.as_str(), 1)).collect::<Vec<_>>());
     let group = unique("faults-flood-group");
     let include = format!("{id}\\..*");
-    // The lag monitor is off: it reports every group of the (shared) cluster,
-    // and its topic labels share the topic limiter with the watched topics,
-    // so other tests' topics would take the 20 places first.
+    // The lag monitor is off: it reports every group of the (shared)
+    // cluster, so its series would join this test's in the scrape.
     let extra = format!("[metrics]\nmax_label_values = {CAP}\n[lag]\nenabled = false\n");
     let mut options = DaemonOptions::new(&include, &group);
     options.extra = &extra;

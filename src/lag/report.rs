@@ -187,7 +187,7 @@ impl PublishedSeries {
             for partition in &report.partitions {
                 let topic = topic_labels
                     .entry(partition.topic.as_ref())
-                    .or_insert_with(|| metrics.topic_label(&partition.topic))
+                    .or_insert_with(|| lag.topic_limiter.admit(&partition.topic, &metrics.label_overflow))
                     .clone();
                 let labels = GroupTopicLabels { group: group.clone(), topic: topic.clone() };
                 *lag_messages.entry(labels).or_default() += partition.lag_messages;
@@ -305,5 +305,24 @@ mod tests {
         assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g1\",topic=\"t\"} 0"), "{text}");
         assert!(!text.contains("__overflow__\",topic"), "{text}");
         assert!(text.contains("pipewarden_consumergroup_status{group=\"g1\",status=\"ok\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn lag_topics_do_not_take_the_places_of_watched_topics() {
+        // Cap 2: the lag monitor reports three topics of other groups first.
+        let metrics = Metrics::new(2);
+        let topics: Vec<Topic> = ["x", "y", "z"].into_iter().map(Arc::from).collect();
+        let partitions = topics.iter().map(|t| partition(t, 0, 1, 1.0, "exact")).collect();
+        let report = group_report("g", "stable", "classic", 1, false, partitions, Vec::new());
+        let snapshot = LagSnapshot { groups: vec![report], ..Default::default() };
+        PublishedSeries::default().publish(&metrics, &snapshot, false);
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
+        assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g\",topic=\"x\"} 1"), "{text}");
+        assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g\",topic=\"__overflow__\"} 1"), "{text}");
+        // The watched topics still get their own label values.
+        assert_eq!(metrics.topic_label("watched-1"), "watched-1");
+        assert_eq!(metrics.topic_label("watched-2"), "watched-2");
+        assert_eq!(metrics.topic_label("watched-3"), "__overflow__");
     }
 }
