@@ -262,6 +262,12 @@ mod tests {
         }
     }
 
+    fn scrape(metrics: &Metrics) -> String {
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
+        text
+    }
+
     #[test]
     fn topics_sum_messages_and_take_the_max_seconds() {
         let (a, b): (Topic, Topic) = (Arc::from("a"), Arc::from("b"));
@@ -291,8 +297,7 @@ mod tests {
         let snapshot =
             LagSnapshot { groups: vec![group("g1", 3), group("g2", 4), group("g3", 5)], ..Default::default() };
         published.publish(&metrics, &snapshot, true);
-        let mut text = String::new();
-        metrics.encode_prometheus(&mut text).unwrap();
+        let text = scrape(&metrics);
         assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g1\",topic=\"t\"} 3"), "{text}");
         assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"__overflow__\",topic=\"t\"} 9"), "{text}");
         assert!(text.contains("pipewarden_consumergroup_status{group=\"g1\",status=\"lagging\"} 1"), "{text}");
@@ -300,8 +305,7 @@ mod tests {
 
         let snapshot = LagSnapshot { groups: vec![group("g1", 0)], ..Default::default() };
         published.publish(&metrics, &snapshot, true);
-        let mut text = String::new();
-        metrics.encode_prometheus(&mut text).unwrap();
+        let text = scrape(&metrics);
         assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g1\",topic=\"t\"} 0"), "{text}");
         assert!(!text.contains("__overflow__\",topic"), "{text}");
         assert!(text.contains("pipewarden_consumergroup_status{group=\"g1\",status=\"ok\"} 1"), "{text}");
@@ -316,8 +320,7 @@ mod tests {
         let report = group_report("g", "stable", "classic", 1, false, partitions, Vec::new());
         let snapshot = LagSnapshot { groups: vec![report], ..Default::default() };
         PublishedSeries::default().publish(&metrics, &snapshot, false);
-        let mut text = String::new();
-        metrics.encode_prometheus(&mut text).unwrap();
+        let text = scrape(&metrics);
         assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g\",topic=\"x\"} 1"), "{text}");
         assert!(text.contains("pipewarden_consumergroup_lag_messages{group=\"g\",topic=\"__overflow__\"} 1"), "{text}");
         // The watched topics still get their own label values.
