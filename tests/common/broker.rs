@@ -71,6 +71,18 @@ impl OwnBroker {
 impl Drop for OwnBroker {
     fn drop(&mut self) {
         let _ = self.command("stop").status();
+        if std::thread::panicking() {
+            // The test failed: print the ends of the broker's own logs and
+            // keep its directory, so a failure in CI says what the broker did.
+            for name in ["kafka.out", "server.log"] {
+                let path = self.run_dir().join(name);
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!("--- last {} lines of {}:\n{}", tail.len(), path.display(), tail.join("\n"));
+            }
+            return;
+        }
         let _ = std::fs::remove_dir_all(self.run_dir());
     }
 }
