@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use time::format_description::well_known::Rfc3339;
@@ -176,12 +176,7 @@ impl Quarantine {
 
     /// Sends the copy of `message`. An `Err` means it could not even be
     /// queued (the caller blocks the partition and retries later).
-    pub fn send(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        poison: &Poison<'_>,
-        source_partitions: i32,
-    ) -> Result<(), String> {
+    pub fn send(&mut self, message: &impl Message, poison: &Poison<'_>, source_partitions: i32) -> Result<(), String> {
         let topic = quarantine_topic_for(&self.settings.topic_template, message.topic());
         let partitions = self.ensure_topic(&topic, source_partitions)?;
         let headers = self.headers(message, poison);
@@ -205,8 +200,12 @@ impl Quarantine {
         self.producer.send::<[u8], [u8]>(record).map_err(|(err, _)| err.to_string())
     }
 
-    fn headers(&self, message: &BorrowedMessage<'_>, poison: &Poison<'_>) -> OwnedHeaders {
-        let mut headers = message.headers().map(|h| h.detach()).unwrap_or_default();
+    fn headers(&self, message: &impl Message, poison: &Poison<'_>) -> OwnedHeaders {
+        let original = message.headers();
+        let mut headers = OwnedHeaders::new_with_capacity(original.map_or(0, |h| h.count()) + 16);
+        for header in original.iter().flat_map(|h| h.iter()) {
+            headers = headers.insert(header);
+        }
         let error = crate::metrics::truncate_label(poison.error, self.settings.max_error_bytes);
         let observed_at = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
         let mut add = |key: &str, value: &str| {

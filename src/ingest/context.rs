@@ -3,7 +3,9 @@
 //! They run on the ingest thread, inside `poll()`. Rebalances are logged
 //! and counted; before partitions are revoked the stored offsets are
 //! committed, and the revoked partitions are handed to the loop so it
-//! forgets their pending state; the first assignment makes `/readyz` ready.
+//! forgets their pending state; assigned partitions are forwarded to the
+//! loop's record queue before they are assigned (see `records.rs`); the
+//! first assignment makes `/readyz` ready.
 //! See <https://docs.confluent.io/platform/current/clients/librdkafka/html/classRdKafka_1_1RebalanceCb.html>.
 
 use std::sync::atomic::Ordering;
@@ -16,6 +18,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use super::access::{self, Denied};
+use super::records::Forwarding;
 use super::transactions::Transactions;
 use super::Health;
 use crate::metrics::{CommitResult, ConsumerErrorKind, Metrics, RebalanceKind};
@@ -24,6 +27,8 @@ pub struct IngestContext {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    /// Assigned partitions are forwarded to the loop's record queue.
+    forwarding: Arc<Forwarding>,
     /// Exactly-once mode: offsets are committed through the transaction.
     transactions: Option<Arc<Transactions>>,
 }
@@ -33,9 +38,10 @@ impl IngestContext {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         revoked: Arc<Mutex<Vec<(String, i32)>>>,
+        forwarding: Arc<Forwarding>,
         transactions: Option<Arc<Transactions>>,
     ) -> Self {
-        Self { metrics, health, revoked, transactions }
+        Self { metrics, health, revoked, forwarding, transactions }
     }
 }
 
@@ -85,7 +91,11 @@ impl ConsumerContext for IngestContext {
                 let mut revoked = self.revoked.lock().expect("revoked list lock poisoned");
                 revoked.extend(partitions.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
             }
-            Rebalance::Assign(_) => {}
+            // Before librdkafka starts fetching them, so none of their
+            // records reaches the consumer's own queue.
+            Rebalance::Assign(partitions) => {
+                self.forwarding.forward(consumer, partitions);
+            }
             Rebalance::Error(err) => {
                 self.metrics.record_rebalance(RebalanceKind::error);
                 warn!(error = %err, "rebalance error");

@@ -70,6 +70,17 @@ impl OwnBroker {
 
 impl Drop for OwnBroker {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Before stopping it: who listens on and connects to its ports.
+            let sockets = Command::new("ss").arg("-tanp").output().map(|o| o.stdout).unwrap_or_default();
+            let ports = [format!(":{} ", self.port), format!(":{} ", self.controller_port)];
+            let sockets: Vec<&str> = std::str::from_utf8(&sockets)
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.starts_with("State") || ports.iter().any(|p| line.contains(p.as_str())))
+                .collect();
+            eprintln!("--- sockets on ports {} and {}:\n{}", self.port, self.controller_port, sockets.join("\n"));
+        }
         let _ = self.command("stop").status();
         if std::thread::panicking() {
             // The test failed: print the ends of the broker's own logs and

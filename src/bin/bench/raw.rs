@@ -9,8 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::ClientConfig;
+use std::sync::Arc;
+
+use pipewarden::ingest::records::{Forwarding, RecordQueue};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::{self, ProcStats};
@@ -31,6 +35,23 @@ pub struct RawArgs {
     /// librdkafka property KEY=VALUE (repeatable).
     #[arg(long = "property", value_parser = crate::parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Read records a batch at a time, as pipewarden does
+    /// (`rd_kafka_consume_batch_queue`), instead of one `poll` per record.
+    #[arg(long)]
+    pub batch: bool,
+}
+
+/// Forwards assigned partitions to the batch queue (`--batch`).
+struct Forwarder(Arc<Forwarding>);
+
+impl ClientContext for Forwarder {}
+
+impl ConsumerContext for Forwarder {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.0.forward(consumer, partitions);
+        }
+    }
 }
 
 /// One raw consumer run, as the child prints it (JSON on stdout).
@@ -65,8 +86,13 @@ pub fn consume(args: &RawArgs) -> anyhow::Result<()> {
     for (key, value) in &args.properties {
         config.set(key, value);
     }
-    let consumer: BaseConsumer = config.create().context("failed to create the consumer")?;
+    let forwarding = Arc::new(Forwarding::default());
+    let consumer: BaseConsumer<Forwarder> =
+        config.create_with_context(Forwarder(forwarding.clone())).context("failed to create the consumer")?;
     consumer.subscribe(&[&args.topic]).context("subscribe failed")?;
+    if args.batch {
+        return consume_batches(args, &consumer, forwarding);
+    }
     let subscribed = Instant::now();
     let deadline = subscribed + Duration::from_secs(args.timeout_secs);
 
@@ -102,6 +128,60 @@ pub fn consume(args: &RawArgs) -> anyhow::Result<()> {
             bail!("raw consumer saw {count} of {} records in {} s", args.records, args.timeout_secs);
         }
     };
+    report(args, count, bytes, first, cpu_at_first, subscribed, last)
+}
+
+/// `consume` with `--batch`.
+fn consume_batches(
+    args: &RawArgs,
+    consumer: &BaseConsumer<Forwarder>,
+    forwarding: Arc<Forwarding>,
+) -> anyhow::Result<()> {
+    let subscribed = Instant::now();
+    let deadline = subscribed + Duration::from_secs(args.timeout_secs);
+    let queue = RecordQueue::new(consumer, forwarding);
+    let (mut records, mut errors) = (Vec::new(), Vec::new());
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut cpu_at_first = 0.0;
+    let last = loop {
+        // Rebalances and errors come through the consumer's own queue.
+        while let Some(result) = consumer.poll(Duration::ZERO) {
+            if let Err(err) = result {
+                eprintln!("raw consumer: {err}");
+            }
+        }
+        queue.consume(Duration::from_millis(100), 512, &mut records, &mut errors);
+        for err in errors.drain(..) {
+            eprintln!("raw consumer: {err}");
+        }
+        if !records.is_empty() && count == 0 {
+            first = Some(Instant::now());
+            cpu_at_first = sys::proc_stats("self")?.cpu_seconds;
+        }
+        count += records.len() as u64;
+        bytes += records.iter().map(|r| r.payload().map_or(0, <[u8]>::len) as u64).sum::<u64>();
+        records.clear();
+        if count >= args.records {
+            break Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!("raw consumer saw {count} of {} records in {} s", args.records, args.timeout_secs);
+        }
+    };
+    report(args, count, bytes, first, cpu_at_first, subscribed, last)
+}
+
+/// Prints the child's [`RawResult`].
+fn report(
+    args: &RawArgs,
+    count: u64,
+    bytes: u64,
+    first: Option<Instant>,
+    cpu_at_first: f64,
+    subscribed: Instant,
+    last: Instant,
+) -> anyhow::Result<()> {
     let process = sys::proc_stats("self")?;
     let first = first.expect("at least one record");
     let window = last.duration_since(first).as_secs_f64();
@@ -118,7 +198,6 @@ pub fn consume(args: &RawArgs) -> anyhow::Result<()> {
         window_cpu_seconds: process.cpu_seconds - cpu_at_first,
     };
     println!("{}", serde_json::to_string(&result)?);
-    drop(consumer);
     Ok(())
 }
 
