@@ -14,6 +14,7 @@
 //! here.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -235,6 +236,96 @@ pub fn truncate_label(value: &str, max_len: usize) -> &str {
 pub const AGE_BUCKETS: [f64; 16] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
+/// A histogram one thread fills in batches: it counts into its own
+/// [`Observations`] and adds them here once per batch
+/// ([`BatchHistogram::add`]). prometheus-client's `Histogram` takes a lock
+/// per observation, which was about 3.6 % of the ingest thread's time for
+/// the per-record processing histogram. Exposed exactly as a `Histogram`
+/// with the same bounds; `_count` is the sum of the buckets, so a scrape
+/// never sees them disagree (`_sum` may trail by the batch being added).
+#[derive(Clone, Debug)]
+pub struct BatchHistogram {
+    inner: std::sync::Arc<BatchInner>,
+}
+
+#[derive(Debug)]
+struct BatchInner {
+    bounds: &'static [f64],
+    /// One per bound, then `+Inf`; not cumulative.
+    counts: Box<[AtomicU64]>,
+    /// `f64` bits.
+    sum: AtomicU64,
+}
+
+/// Observations not yet added to a [`BatchHistogram`].
+#[derive(Debug)]
+pub struct Observations {
+    bounds: &'static [f64],
+    counts: Box<[u64]>,
+    sum: f64,
+    any: bool,
+}
+
+impl Observations {
+    /// Counts one value (in the first bucket whose bound is not below it).
+    pub fn observe(&mut self, value: f64) {
+        let bucket = self.bounds.iter().position(|&bound| value <= bound).unwrap_or(self.bounds.len());
+        self.counts[bucket] += 1;
+        self.sum += value;
+        self.any = true;
+    }
+}
+
+impl BatchHistogram {
+    /// Finite, increasing bucket bounds; `+Inf` is added.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        BatchHistogram { inner: std::sync::Arc::new(BatchInner { bounds, counts, sum: AtomicU64::new(0) }) }
+    }
+
+    /// An empty batch for this histogram's bounds.
+    pub fn observations(&self) -> Observations {
+        let bounds = self.inner.bounds;
+        Observations { bounds, counts: vec![0; bounds.len() + 1].into_boxed_slice(), sum: 0.0, any: false }
+    }
+
+    /// Adds a batch (and empties it).
+    pub fn add(&self, batch: &mut Observations) {
+        if !std::mem::take(&mut batch.any) {
+            return;
+        }
+        for (count, added) in self.inner.counts.iter().zip(batch.counts.iter_mut()) {
+            if *added > 0 {
+                count.fetch_add(std::mem::take(added), Ordering::Relaxed);
+            }
+        }
+        let sum = std::mem::take(&mut batch.sum);
+        let _ = self
+            .inner
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| Some((f64::from_bits(bits) + sum).to_bits()));
+    }
+}
+
+impl prometheus_client::metrics::TypedMetric for BatchHistogram {
+    const TYPE: prometheus_client::metrics::MetricType = prometheus_client::metrics::MetricType::Histogram;
+}
+
+impl prometheus_client::encoding::EncodeMetric for BatchHistogram {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed));
+        let bounds = self.inner.bounds.iter().copied().chain(std::iter::once(f64::INFINITY));
+        let buckets: Vec<(f64, u64)> = bounds.zip(counts).collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = f64::from_bits(self.inner.sum.load(Ordering::Relaxed));
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        <Self as prometheus_client::metrics::TypedMetric>::TYPE
+    }
+}
+
 /// Bucket bounds (seconds) for per-record processing: 1 µs to 10 ms.
 pub const PROCESSING_BUCKETS: [f64; 12] =
     [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2];
@@ -248,7 +339,7 @@ pub struct Metrics {
     pub producer_events: Family<ProducerLabels, Counter>,
     pub envelope_problems: Family<ProblemLabels, Counter>,
     pub event_age: Family<TopicLabels, Histogram, fn() -> Histogram>,
-    pub processing: Histogram,
+    pub processing: BatchHistogram,
     pub consumer_errors: Family<ConsumerErrorLabels, Counter>,
     /// Refused logins and missing ACLs (see `ingest/access.rs`).
     pub access_denied: Family<DeniedLabels, Counter>,
@@ -298,7 +389,7 @@ impl Metrics {
             producer_events: Family::default(),
             envelope_problems: Family::default(),
             event_age: Family::new_with_constructor(|| Histogram::new(AGE_BUCKETS)),
-            processing: Histogram::new(PROCESSING_BUCKETS),
+            processing: BatchHistogram::new(&PROCESSING_BUCKETS),
             consumer_errors: Family::default(),
             access_denied: Family::default(),
             rebalances: Family::default(),
@@ -1135,6 +1226,39 @@ mod tests {
         registry.register("cost_usd", "test", counter);
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("cost_usd_total 0.075001\n"), "{text}");
+    }
+
+    #[test]
+    fn a_batch_histogram_reads_as_the_histogram_it_replaces() {
+        let values = [0.0, 1e-6, 1.5e-6, 7e-6, 7e-6, 3e-4, 0.02, 5.0, 2.5e-3];
+        let (histogram, batched) = (Histogram::new(PROCESSING_BUCKETS), BatchHistogram::new(&PROCESSING_BUCKETS));
+        let mut batch = batched.observations();
+        for (i, value) in values.into_iter().enumerate() {
+            histogram.observe(value);
+            batch.observe(value);
+            if i % 4 == 3 {
+                batched.add(&mut batch);
+            }
+        }
+        let text = |name: &str| {
+            let mut registry = Registry::default();
+            match name {
+                "histogram" => registry.register("seconds", "test", histogram.clone()),
+                _ => registry.register("seconds", "test", batched.clone()),
+            }
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            text
+        };
+        // Not added yet: the last value.
+        assert_ne!(text("histogram"), text("batched"));
+        batched.add(&mut batch);
+        assert_eq!(text("histogram"), text("batched"));
+        assert!(text("batched").contains("seconds_bucket{le=\"0.000005\"} 3\n"), "{}", text("batched"));
+        assert!(text("batched").contains("seconds_count 9\n"), "{}", text("batched"));
+        // Adding an empty batch changes nothing.
+        batched.add(&mut batch);
+        assert_eq!(text("histogram"), text("batched"));
     }
 
     #[test]

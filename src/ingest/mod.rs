@@ -213,6 +213,8 @@ pub struct Ingest {
     /// Whether the validator reads a header of every record (see
     /// [`Validator::reads_headers`]): then they are parsed as records are polled.
     headers_read: bool,
+    /// Processing times of the batch, added to the histogram after it.
+    processing: crate::metrics::Observations,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -253,11 +255,19 @@ struct Prepared<'m> {
     took: Duration,
 }
 
-fn prepare<'m>(extractor: &EnvelopeExtractor, validator: &mut Validator, polled: &'m Polled<'_>) -> Prepared<'m> {
-    let started = Instant::now();
+/// Prepares one record that started at `started`; returns when it ended,
+/// which is when the next record of a chunk starts (one clock read per
+/// record instead of two).
+fn prepare<'m>(
+    extractor: &EnvelopeExtractor,
+    validator: &mut Validator,
+    polled: &'m Polled<'_>,
+    started: Instant,
+) -> (Prepared<'m>, Instant) {
     let message = &polled.message;
     let (envelope, checked) = validator.prepare(extractor, message.topic(), message.key(), message.payload(), polled);
-    Prepared { envelope, checked, took: started.elapsed() }
+    let ended = Instant::now();
+    (Prepared { envelope, checked, took: ended.saturating_duration_since(started) }, ended)
 }
 
 /// Records a thread claims at once in a split batch: a few tens of
@@ -293,8 +303,10 @@ impl<'b> Shared<'b, '_> {
         if start >= self.batch.len() {
             return false;
         }
+        let mut started = Instant::now();
         for i in start..(start + CHUNK).min(self.batch.len()) {
-            let prepared = prepare(extractor, validator, &self.batch[i]);
+            let (prepared, ended) = prepare(extractor, validator, &self.batch[i], started);
+            started = ended;
             // Each index is claimed by exactly one thread.
             let _ = self.slots[i].set(prepared);
         }
@@ -347,6 +359,7 @@ impl Ingest {
             pool,
         };
         let headers_read = preparers.own.reads_headers();
+        let processing = metrics.processing.observations();
         Ok(Self {
             consumer: Arc::new(consumer),
             filter: TopicFilter::new(config.topics.clone()),
@@ -379,6 +392,7 @@ impl Ingest {
             time_index: None,
             correlation,
             headers_read,
+            processing,
         })
     }
 
@@ -479,6 +493,7 @@ impl Ingest {
                 self.health.access.allow(&[Denied::authentication, Denied::topic_read]);
             }
             self.process_batch(&batch);
+            self.metrics.processing.add(&mut self.processing);
             batch.clear();
         }
         info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
@@ -588,7 +603,7 @@ impl Ingest {
             return;
         }
         let preparers = self.preparers.as_mut().expect("preparers are put back after each batch");
-        let prepared = prepare(&preparers.extractor, &mut preparers.own, polled);
+        let (prepared, _) = prepare(&preparers.extractor, &mut preparers.own, polled, Instant::now());
         self.finish(&polled.message, &prepared);
     }
 
@@ -676,7 +691,7 @@ impl Ingest {
                 self.store(&tp, done);
             }
         }
-        self.metrics.processing.observe((*took + started.elapsed()).as_secs_f64());
+        self.processing.observe((*took + started.elapsed()).as_secs_f64());
     }
 
     fn topic_partition(&mut self, topic: &str, partition: i32) -> TopicPartition {
