@@ -16,13 +16,12 @@
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::config::Config;
 use crate::decode::{Envelope, EnvelopeProblem, Headers, PayloadFormat};
 use crate::metrics::{
-    truncate_label, EventTypeLabels, Metrics, PiiLabels, ProblemLabels, ProducerLabels, TopicLabels, VerdictLabels,
-    OVERFLOW, UNKNOWN,
+    truncate_label, BatchHandle, EventTypeLabels, Metrics, PiiLabels, ProblemLabels, ProducerLabels, TopicLabels,
+    VerdictLabels, OVERFLOW, UNKNOWN,
 };
 use crate::validate::pii::PiiKind;
 use crate::validate::{Checked, Reason, UnverifiedReason, Verdict};
@@ -49,7 +48,8 @@ struct TopicHandles {
     label: String,
     records: Counter,
     bytes: Counter,
-    age: Histogram,
+    /// Added to the histogram once per batch ([`Observer::flush`]).
+    age: BatchHandle,
     formats: [Option<Counter>; PayloadFormat::ALL.len()],
     problems: [Option<Counter>; EnvelopeProblem::ALL.len()],
     event_types: HashMap<Box<str>, Counter>,
@@ -74,6 +74,14 @@ impl Observer {
             max_label_values: config.metrics.max_label_values,
             max_label_length: config.envelope.max_label_length,
             topics: HashMap::default(),
+        }
+    }
+
+    /// Adds the batch's event ages to the histograms (the ingest loop
+    /// calls this after each batch).
+    pub fn flush(&mut self) {
+        for handles in self.topics.values_mut() {
+            handles.age.flush();
         }
     }
 
@@ -185,7 +193,7 @@ fn topic_handles<'m>(
         let handles = TopicHandles {
             records: metrics.records.get_or_create_owned(&labels),
             bytes: metrics.record_bytes.get_or_create_owned(&labels),
-            age: metrics.event_age.get_or_create_owned(&labels),
+            age: BatchHandle::new(metrics.event_age.get_or_create_owned(&labels)),
             label,
             formats: Default::default(),
             problems: Default::default(),
@@ -301,6 +309,11 @@ mod tests {
         assert_eq!(by_producer, 3);
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
+        // Ages are added once per batch.
+        assert!(text.contains("pipewarden_event_age_seconds_count{topic=\"orders\"} 0"), "{text}");
+        observer.observer.flush();
+        let mut text = String::new();
+        metrics.encode_prometheus(&mut text).unwrap();
         // created_at is 1 s, now is 3 s: every age is 2 s.
         assert!(text.contains("pipewarden_event_age_seconds_sum{topic=\"orders\"} 6.0"), "{text}");
         assert!(text.contains("pipewarden_event_age_seconds_bucket{topic=\"orders\",le=\"1\"} 0"), "{text}");
@@ -319,6 +332,7 @@ mod tests {
         let unknown =
             metrics.events.get_or_create(&EventTypeLabels { topic: "orders".into(), event_type: UNKNOWN.into() }).get();
         assert_eq!(unknown, 1);
+        observer.observer.flush();
         let mut text = String::new();
         metrics.encode_prometheus(&mut text).unwrap();
         // Kafka timestamp 1 s, now 2 s.

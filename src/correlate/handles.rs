@@ -13,14 +13,13 @@ use std::time::SystemTime;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::names::{OVERFLOW_ID, UNKNOWN_ID};
 use super::table::Eviction;
 use crate::config::{Flow, Outcome};
 use crate::metrics::{
-    EdgeLabels, EvictionLabels, FlowHistogram, FlowLabels, Metrics, ProducerOnlyLabels, StallLabels, TopicLabels,
-    TopicProducerLabels, TraceExemplar, OVERFLOW, UNKNOWN,
+    BatchHandle, EdgeLabels, EvictionLabels, FlowHistogram, FlowLabels, Metrics, ProducerOnlyLabels, StallLabels,
+    TopicLabels, TopicProducerLabels, TraceExemplar, OVERFLOW, UNKNOWN,
 };
 
 /// Distinct (topic, producer) pairs with their own uncorrelated-events
@@ -45,9 +44,10 @@ pub struct Handles {
     producers: Vec<Option<String>>,
     duplicates: Vec<Option<Counter>>,
     out_of_order: Vec<Option<Counter>>,
-    skew: Vec<Option<Histogram>>,
+    /// Added to the histograms once per batch ([`Handles::flush`]).
+    skew: Vec<Option<BatchHandle>>,
     uncorrelated: Map<(u16, u16), Counter>,
-    edges: Map<(u16, u16), Histogram>,
+    edges: Map<(u16, u16), BatchHandle>,
     max_edges: usize,
     stalls: Map<(u8, u16), (Counter, Gauge)>,
     /// Indexed by `Eviction as usize`.
@@ -145,12 +145,24 @@ impl Handles {
         self.out_of_order[topic as usize].as_ref().expect("set above")
     }
 
-    pub fn clock_skew(&mut self, producer: u16, names: &[Arc<str>]) -> &Histogram {
+    pub fn clock_skew(&mut self, producer: u16, names: &[Arc<str>]) -> &mut BatchHandle {
         if slot(&mut self.skew, producer).is_none() {
             let labels = ProducerOnlyLabels { producer: self.producer(producer, names) };
-            *slot(&mut self.skew, producer) = Some(self.metrics.correlation.clock_skew.get_or_create_owned(&labels));
+            let histogram = self.metrics.correlation.clock_skew.get_or_create_owned(&labels);
+            *slot(&mut self.skew, producer) = Some(BatchHandle::new(histogram));
         }
-        self.skew[producer as usize].as_ref().expect("set above")
+        self.skew[producer as usize].as_mut().expect("set above")
+    }
+
+    /// Adds what the per-record histograms (clock skew, stage edges)
+    /// observed since the last flush.
+    pub fn flush(&mut self) {
+        for handle in self.skew.iter_mut().flatten() {
+            handle.flush();
+        }
+        for handle in self.edges.values_mut() {
+            handle.flush();
+        }
     }
 
     pub fn uncorrelated(&mut self, topic: u16, producer: u16, names: &[Arc<str>]) -> &Counter {
@@ -166,7 +178,7 @@ impl Handles {
         &self.uncorrelated[&key]
     }
 
-    pub fn edge(&mut self, from: u16, to: u16, names: &[Arc<str>]) -> &Histogram {
+    pub fn edge(&mut self, from: u16, to: u16, names: &[Arc<str>]) -> &mut BatchHandle {
         let mut key = (from, to);
         // The overflow edge may take the last place, so the cap holds exactly.
         if !self.edges.contains_key(&key) && self.edges.len() + 1 >= self.max_edges {
@@ -178,9 +190,9 @@ impl Handles {
                 to_event_type: self.event_type(key.1, names),
             };
             let histogram = self.metrics.correlation.stage_duration.get_or_create_owned(&labels);
-            self.edges.insert(key, histogram);
+            self.edges.insert(key, BatchHandle::new(histogram));
         }
-        &self.edges[&key]
+        self.edges.get_mut(&key).expect("inserted above")
     }
 
     /// A finished trace: its end-to-end latency (with the trace ID as

@@ -73,6 +73,14 @@ impl Input {
         }
     }
 
+    /// Adds the per-record histograms' observations of the batch (the
+    /// ingest loop calls this after each batch).
+    pub fn flush(&mut self) {
+        if let Input::InProcess(correlator) = self {
+            correlator.flush();
+        }
+    }
+
     /// The ingest loop's once-a-second tick.
     pub fn tick(&mut self, wall_ms: i64) {
         match self {
@@ -351,9 +359,17 @@ impl Correlator {
         self.clock.observe(topic, partition, event_ms, wall_ms);
     }
 
-    /// Once a second: marks stalled traces, forgets expired ones, enforces
-    /// the cap, and updates the table's gauges.
+    /// Adds what the per-record histograms (clock skew, stage edges)
+    /// observed since the last flush; also done by every sweep.
+    pub fn flush(&mut self) {
+        self.handles.flush();
+    }
+
+    /// Once a second: adds the per-record histograms' observations, marks
+    /// stalled traces, forgets expired ones, enforces the cap, and updates
+    /// the table's gauges.
     pub fn sweep(&mut self, wall_ms: i64) {
+        self.handles.flush();
         let now = self.clock.now(wall_ms);
         if let Some(now) = now {
             self.shared.watermark_ms.store(now, Ordering::Relaxed);

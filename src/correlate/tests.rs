@@ -211,6 +211,7 @@ fn edges_are_capped_with_an_overflow_bucket() {
         correlator.observe(&event("t", &format!("{id}a"), "start", "p", n * 10), wall);
         correlator.observe(&event("t", &format!("{id}b"), &next, "p", n * 10 + 1), wall);
     }
+    correlator.flush();
     let text = scrape(&metrics);
     let series: Vec<&str> =
         text.lines().filter(|l| l.starts_with("pipewarden_stage_duration_seconds_count{")).collect();

@@ -494,6 +494,8 @@ impl Ingest {
             }
             self.process_batch(&batch);
             self.metrics.processing.add(&mut self.processing);
+            self.observer.flush();
+            self.correlation.flush();
             batch.clear();
         }
         info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
