@@ -461,7 +461,9 @@ impl Ingest {
             // through the consumer's own queue (and the records of a
             // partition that could not be forwarded to the record queue).
             let limit = MAX_BATCH.min(self.quarantine.capacity() - self.tracker.in_flight());
-            while batch.len() < limit {
+            // At most `limit` events a round, errors included (so at most
+            // `limit` records).
+            for _ in 0..limit {
                 match consumer.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(message)) => batch.push(Polled::new(Fetched::polled(message), self.headers_read)),
