@@ -58,6 +58,14 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
     options.bootstrap = Some(&bootstrap);
     options.governance = GOVERNANCE;
     options.commit_interval_ms = 200;
+    // Diagnostics for a failure seen in CI (the consumer not reconnecting
+    // to the restarted broker): librdkafka's connection and group logs go
+    // to a file, printed if the test fails.
+    let log_dir = tempfile::tempdir().expect("log dir");
+    let log = log_dir.path().join("daemon.log");
+    options.log_file = Some(&log);
+    options.kafka_properties = "\"debug\" = \"broker,cgrp\"\n";
+    options.env = &[("PIPEWARDEN_LOG", "info,librdkafka=debug")];
     let mut daemon = Daemon::start(options);
     daemon.wait_ready();
     assert_eq!(daemon.metric("pipewarden_kafka_up"), 1.0);

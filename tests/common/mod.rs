@@ -656,6 +656,13 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test with the daemon's log in a file: print its end.
+        if let (true, Some(path)) = (std::thread::panicking(), &self.log_file) {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(400)..];
+            eprintln!("--- last {} lines of the daemon's log {}:\n{}", tail.len(), path.display(), tail.join("\n"));
+        }
     }
 }
 
