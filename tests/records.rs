@@ -210,3 +210,28 @@ fn a_partition_that_is_not_forwarded_reads_through_the_consumers_poll() {
         }
     }
 }
+
+#[test]
+fn the_record_queue_sees_the_events_waiting_on_the_consumers_own_queue() {
+    let topic = unique("it-records-events");
+    create_topics(&[(&topic, PARTITIONS)]);
+    let consumer = consumer(&topic);
+    let queue = RecordQueue::new(&consumer, consumer.context().forwarding.clone());
+    // Joining the group ends in an assignment event, which waits on the
+    // consumer's queue until it is polled.
+    let deadline = Instant::now() + WAIT;
+    while queue.events_queued() == 0 {
+        assert!(Instant::now() < deadline, "no event queued after joining the group");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(consumer.context().assignments.load(Ordering::SeqCst), 0, "not assigned before the poll");
+    // `poll` answers `None` whether or not it served an event; the count
+    // says when every waiting event was served.
+    let mut polls = 0;
+    while queue.events_queued() > 0 {
+        assert!(consumer.poll(Duration::ZERO).is_none(), "no record was produced");
+        polls += 1;
+        assert!(polls < 10_000, "events keep coming");
+    }
+    assert_eq!(consumer.context().assignments.load(Ordering::SeqCst), 1, "the assignment was served");
+}

@@ -461,11 +461,14 @@ impl Ingest {
             // through the consumer's own queue (and the records of a
             // partition that could not be forwarded to the record queue).
             let limit = MAX_BATCH.min(self.quarantine.capacity() - self.tracker.in_flight());
-            // At most `limit` events a round, errors included (so at most
-            // `limit` records).
+            // Every waiting event, but at most `limit` a round, errors
+            // included (so at most `limit` records). `poll` serves one
+            // event per call (librdkafka's logs too) and answers `None`
+            // also when it served one.
             for _ in 0..limit {
                 match consumer.poll(Duration::ZERO) {
-                    None => break,
+                    None if queue.events_queued() == 0 => break,
+                    None => {}
                     Some(Ok(message)) => batch.push(Polled::new(Fetched::polled(message), self.headers_read)),
                     Some(Err(err)) => self.consume_error(&err),
                 }
@@ -477,7 +480,12 @@ impl Ingest {
                 self.rewind();
                 continue;
             }
-            let wait = if batch.is_empty() { POLL_TIMEOUT } else { Duration::ZERO };
+            // Waiting for records holds up the events queued meanwhile by
+            // up to `POLL_TIMEOUT`; not when events are already waiting.
+            let wait = match batch.is_empty() && queue.events_queued() == 0 {
+                true => POLL_TIMEOUT,
+                false => Duration::ZERO,
+            };
             let polled = batch.len();
             queue.consume(wait, limit - polled, &mut fetched, &mut errors);
             for err in errors.drain(..) {

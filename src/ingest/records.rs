@@ -93,6 +93,9 @@ impl Forwarding {
 /// to); borrowing the consumer makes that so.
 pub struct RecordQueue<'c> {
     queue: NonNull<rd::rd_kafka_queue_t>,
+    /// The consumer's own queue (events: logs, errors, rebalances, commit
+    /// results), only to see how many are waiting.
+    events: Option<NonNull<rd::rd_kafka_queue_t>>,
     forwarding: Arc<Forwarding>,
     _consumer: PhantomData<&'c ()>,
 }
@@ -105,8 +108,18 @@ impl<'c> RecordQueue<'c> {
         // the client (the borrow of `consumer`).
         let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
         let queue = NonNull::new(queue).expect("rd_kafka_queue_new returned no queue");
+        // SAFETY: as above; `None` for a consumer without a group.
+        let events = NonNull::new(unsafe { rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) });
         *forwarding.queue.lock().expect("forwarding lock poisoned") = Some(QueuePtr(queue));
-        RecordQueue { queue, forwarding, _consumer: PhantomData }
+        RecordQueue { queue, events, forwarding, _consumer: PhantomData }
+    }
+
+    /// Events waiting on the consumer's own queue. `BaseConsumer::poll`
+    /// serves one per call and answers `None` both when it served one and
+    /// when there was none; this tells the two apart.
+    pub fn events_queued(&self) -> usize {
+        // SAFETY: a live queue handle.
+        self.events.map_or(0, |events| unsafe { rd::rd_kafka_queue_length(events.as_ptr()) })
     }
 
     /// Appends up to `limit` records to `records`, waiting at most `wait`
@@ -164,6 +177,11 @@ impl Drop for RecordQueue<'_> {
         // lives. Records still forwarded to it are dropped by librdkafka
         // (their offsets were never stored).
         unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) }
+        if let Some(events) = self.events {
+            // SAFETY: from rd_kafka_queue_get_consumer, destroyed only here
+            // (the handle, not the consumer's queue).
+            unsafe { rd::rd_kafka_queue_destroy(events.as_ptr()) }
+        }
     }
 }
 
