@@ -72,19 +72,6 @@ pub const TUNED_PROPERTIES: &[(&str, &str)] = &[
     ("fetch.queue.backoff.ms", "20"),
 ];
 
-/// librdkafka properties pipewarden tunes by default on every client
-/// (consumer, quarantine producer, lag monitor); `[kafka.properties]` may
-/// override each of them.
-pub const RECOVERY_PROPERTIES: &[(&str, &str)] = &[
-    // A broker restarting answers metadata requests without itself while
-    // it is fenced; librdkafka then decommissions that broker and, with the
-    // bootstrap servers already dropped, knows no broker at all until it
-    // bootstraps again, 5 minutes later by default. Seen with one broker:
-    // the consumer stayed disconnected after the broker was back. A
-    // monitor should be back within seconds.
-    ("metadata.recovery.rebootstrap.trigger.ms", "10000"),
-];
-
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -491,11 +478,6 @@ impl Config {
             ("bootstrap.servers".to_string(), self.kafka.bootstrap_servers.clone()),
             ("client.id".to_string(), self.kafka.client_id.clone()),
         ];
-        for (key, value) in RECOVERY_PROPERTIES {
-            if !self.kafka.properties.contains_key(*key) {
-                props.push((key.to_string(), value.to_string()));
-            }
-        }
         props.extend(
             self.kafka.properties.iter().filter(|(k, _)| !is_consumer_only(k)).map(|(k, v)| (k.clone(), v.clone())),
         );
@@ -520,7 +502,7 @@ impl Config {
             ("enable.auto.offset.store".to_string(), "false".to_string()),
             ("auto.commit.interval.ms".to_string(), kafka.commit_interval.as_millis().to_string()),
         ];
-        for (key, value) in TUNED_PROPERTIES.iter().chain(RECOVERY_PROPERTIES) {
+        for (key, value) in TUNED_PROPERTIES {
             if !kafka.properties.contains_key(*key) {
                 props.push((key.to_string(), value.to_string()));
             }
@@ -1148,10 +1130,6 @@ mod tests {
         assert_eq!(props.last().unwrap(), &("fetch.min.bytes".to_string(), "1024".to_string()));
         assert!(props.contains(&("enable.auto.offset.store".into(), "false".into())));
         assert!(props.contains(&("fetch.queue.backoff.ms".into(), "20".into())));
-        // Every client bootstraps again after 10 s without a broker.
-        let recovery = ("metadata.recovery.rebootstrap.trigger.ms".to_string(), "10000".to_string());
-        assert!(props.contains(&recovery));
-        assert!(config.client_properties().contains(&recovery));
         // The producer and admin clients do not get consumer-only properties.
         assert!(!config.client_properties().iter().any(|(k, _)| k == "fetch.min.bytes"));
         // A tuned default gives way to the user's value.
