@@ -237,8 +237,8 @@ pub const AGE_BUCKETS: [f64; 16] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
 
 /// A histogram its writers fill in batches: each counts into its own
-/// [`Observations`] (or a [`BatchHandle`]) and adds them here once per
-/// batch ([`BatchHistogram::add`]). prometheus-client's `Histogram` takes
+/// [`BatchHandle`] and adds its counts here once per batch
+/// ([`BatchHandle::flush`]). prometheus-client's `Histogram` takes
 /// a lock per observation, which was about 3.6 % of the ingest thread's
 /// time for the per-record histograms. Exposed exactly as a `Histogram`
 /// with the same bounds; `_count` is the sum of the buckets, so a scrape
@@ -259,7 +259,7 @@ struct BatchInner {
 
 /// Observations not yet added to a [`BatchHistogram`].
 #[derive(Debug)]
-pub struct Observations {
+struct Observations {
     bounds: &'static [f64],
     counts: Box<[u64]>,
     sum: f64,
@@ -268,7 +268,7 @@ pub struct Observations {
 
 impl Observations {
     /// Counts one value (in the first bucket whose bound is not below it).
-    pub fn observe(&mut self, value: f64) {
+    fn observe(&mut self, value: f64) {
         let bucket = self.bounds.iter().position(|&bound| value <= bound).unwrap_or(self.bounds.len());
         self.counts[bucket] += 1;
         self.sum += value;
@@ -284,12 +284,12 @@ impl BatchHistogram {
     }
 
     /// An empty batch for this histogram's bounds.
-    pub fn observations(&self) -> Observations {
+    fn observations(&self) -> Observations {
         let bounds = self.inner.bounds;
         Observations { bounds, counts: vec![0; bounds.len() + 1].into_boxed_slice(), sum: 0.0, any: false }
     }
 
-    /// Adds one value at once (no batch).
+    /// Adds one value at once, without a batch (rare paths and tests).
     pub fn observe(&self, value: f64) {
         let mut one = self.observations();
         one.observe(value);
@@ -297,7 +297,7 @@ impl BatchHistogram {
     }
 
     /// Adds a batch (and empties it).
-    pub fn add(&self, batch: &mut Observations) {
+    fn add(&self, batch: &mut Observations) {
         if !std::mem::take(&mut batch.any) {
             return;
         }

@@ -61,7 +61,7 @@ use crate::cost::{Budgets, CostStage};
 use crate::decode::{Envelope, EnvelopeExtractor, Headers};
 use crate::dlq::DlqStage;
 use crate::lag::index::{IndexWriter, TimeIndex};
-use crate::metrics::{ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
+use crate::metrics::{BatchHandle, ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
 use crate::spans::SpanSink;
@@ -79,10 +79,10 @@ use transactions::{Committed, Transactions};
 /// shutdown request, an acknowledgement and a due retry.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Most records taken from the consumer's queue at once: enough that
-/// waking the helper thread is small against the work it takes over, few
-/// enough that a batch is done in a few milliseconds.
-const MAX_BATCH: usize = 512;
+/// Most records taken at once: enough that waking the helper thread is
+/// small against the work it takes over, few enough that a batch is done
+/// in a few milliseconds. The record queue's batch call takes as many.
+const MAX_BATCH: usize = records::MAX_RECORDS;
 
 /// Smallest batch worth splitting across two threads; smaller ones (a
 /// consumer that has caught up) are processed on this thread alone.
@@ -214,7 +214,7 @@ pub struct Ingest {
     /// [`Validator::reads_headers`]): then they are parsed as records are polled.
     headers_read: bool,
     /// Processing times of the batch, added to the histogram after it.
-    processing: crate::metrics::Observations,
+    processing: BatchHandle,
 }
 
 /// Wall-clock time derived from the monotonic clock the loop reads anyway,
@@ -359,7 +359,7 @@ impl Ingest {
             pool,
         };
         let headers_read = preparers.own.reads_headers();
-        let processing = metrics.processing.observations();
+        let processing = BatchHandle::new(metrics.processing.clone());
         Ok(Self {
             consumer: Arc::new(consumer),
             filter: TopicFilter::new(config.topics.clone()),
@@ -503,7 +503,7 @@ impl Ingest {
                 self.health.access.allow(&[Denied::authentication, Denied::topic_read]);
             }
             self.process_batch(&batch);
-            self.metrics.processing.add(&mut self.processing);
+            self.processing.flush();
             self.observer.flush();
             self.correlation.flush();
             batch.clear();
