@@ -23,6 +23,7 @@
 //! - [`dlq`] — dead-letter topics: records by source topic and reason, newest record age.
 //! - [`correlate`] — traces by correlation ID: flows, stages, stalled traces, topology, `/api/v1`.
 //! - [`quarantine`] — poison records copied to quarantine topics with their origin.
+//! - [`rebootstrap`] — clients that lost every broker bootstrap again.
 //! - [`lag`] — consumer group lag: admin queries, offset → timestamp index, status, API.
 //! - [`spans`] — each observed event as an OTLP span (sampled, bounded queue, background export).
 //! - [`metrics`] — every metric family and its labels (documented in docs/metrics.md).
@@ -43,6 +44,7 @@ pub mod lag;
 pub mod metrics;
 pub mod observe;
 pub mod quarantine;
+pub mod rebootstrap;
 pub mod shutdown;
 pub mod simulate;
 pub mod spans;

@@ -165,6 +165,13 @@ impl Quarantine {
         ))
     }
 
+    /// Adds the bootstrap servers to the producer and the admin client again
+    /// (see `rebootstrap.rs`).
+    pub fn add_brokers(&self, bootstrap: &crate::rebootstrap::Bootstrap) {
+        bootstrap.add_to(self.producer.client());
+        bootstrap.add_to(self.admin.inner());
+    }
+
     pub fn producer(&self) -> Arc<QuarantineProducer> {
         self.producer.clone()
     }

@@ -164,20 +164,54 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
     }
     assert_eq!(origins, poison, "de-duplicated quarantine = the poison set (no valid record in it)");
     let duplicates = (valid_verdicts + invalid_verdicts) as usize - written;
+    // How often the daemon's clients were given the bootstrap servers again
+    // (src/rebootstrap.rs): 0 when librdkafka kept its broker through the restart.
+    let rebootstraps = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .matches("adding the bootstrap servers to the clients again")
+        .count();
     eprintln!(
         "broker restart: {written} of {RECORDS} records written ({valid} valid, {} poison); stopped after {judged_at_stop} judged; \
          /readyz 503 after {:.1} s ({}); ready again {:.1} s after the restart began; verdicts valid={valid_verdicts} \
-         invalid={invalid_verdicts} ({duplicates} judged twice); quarantine {} copies, {} distinct = poison set",
+         invalid={invalid_verdicts} ({duplicates} judged twice); quarantine {} copies, {} distinct = poison set; \
+         bootstrap servers added again {} times",
         poison.len(),
         detected.as_secs_f64(),
         not_ready_body.trim(),
         recovered.as_secs_f64(),
         copies.len(),
         origins.len(),
+        rebootstraps,
     );
 }
 
 /// Every sample of `family` (exact name, no suffix) as (labels, value).
+/// The mechanism behind the broker-restart recovery (`src/rebootstrap.rs`):
+/// a client whose every known broker is gone reaches the cluster as soon as
+/// the bootstrap servers are added to it again. Here the only broker the
+/// consumer knows is a closed port.
+#[test]
+fn a_client_without_a_live_broker_reaches_the_cluster_once_the_bootstrap_servers_are_added_again() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let dead = closed.local_addr().expect("its address").to_string();
+    drop(closed);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &dead)
+        .set("group.id", unique("faults-rebootstrap"))
+        .set("reconnect.backoff.max.ms", "1000")
+        .create()
+        .expect("consumer");
+    assert!(
+        consumer.fetch_metadata(None, Duration::from_secs(2)).is_err(),
+        "no metadata while the only known broker is {dead}, a closed port"
+    );
+    let bootstrap = pipewarden::rebootstrap::Bootstrap::new(&bootstrap()).expect("bootstrap servers");
+    assert!(bootstrap.add_to(consumer.client()) >= 1, "librdkafka took the servers");
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(30)).expect("metadata once the servers are added");
+    assert!(!metadata.brokers().is_empty(), "the cluster's brokers are known");
+}
+
 fn family_samples(text: &str, family: &str) -> Vec<(Vec<(String, String)>, f64)> {
     let prefix = format!("{family}{{");
     text.lines()

@@ -64,6 +64,7 @@ use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{BatchHandle, ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
+use crate::rebootstrap::{self, Bootstrap};
 use crate::spans::SpanSink;
 use crate::validate::cache::SchemaCache;
 use crate::validate::{Checked, Validator, Verdict};
@@ -210,6 +211,10 @@ pub struct Ingest {
     time_index: Option<IndexWriter>,
     /// Where each record's observation goes (the correlator, or the observations topic).
     correlation: crate::correlate::Input,
+    /// The configured bootstrap servers, added to the consumer and the
+    /// quarantine's clients again while Kafka stays silent (see `rebootstrap.rs`).
+    bootstrap: Option<Bootstrap>,
+    rebootstrap: rebootstrap::Schedule,
     /// Whether the validator reads a header of every record (see
     /// [`Validator::reads_headers`]): then they are parsed as records are polled.
     headers_read: bool,
@@ -393,6 +398,8 @@ impl Ingest {
             correlation,
             headers_read,
             processing,
+            bootstrap: Bootstrap::new(&config.kafka.bootstrap_servers),
+            rebootstrap: rebootstrap::Schedule::default(),
         })
     }
 
@@ -442,6 +449,7 @@ impl Ingest {
             }
             if now >= next_refresh {
                 let ok = self.refresh_subscription();
+                self.rebootstrap_if_due(ok);
                 next_refresh = Instant::now() + if ok { self.refresh_interval } else { METADATA_RETRY };
             }
             if now >= next_stats {
@@ -934,6 +942,18 @@ impl Ingest {
         }
         self.health.set_kafka_down(!reachable);
         self.metrics.kafka_up.set(i64::from(reachable));
+    }
+
+    /// While Kafka stays silent, adds the bootstrap servers to every client
+    /// again, in case they lost every broker (see `rebootstrap.rs`).
+    fn rebootstrap_if_due(&mut self, answered: bool) {
+        if !self.rebootstrap.due(answered, Instant::now()) {
+            return;
+        }
+        let Some(bootstrap) = &self.bootstrap else { return };
+        warn!(servers = %bootstrap, "kafka has not answered for a while: adding the bootstrap servers to the clients again");
+        bootstrap.add_to(self.consumer.client());
+        self.quarantine.add_brokers(bootstrap);
     }
 
     /// Re-reads the topic list and resubscribes if the watched set changed.

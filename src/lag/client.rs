@@ -216,6 +216,11 @@ impl LagClient {
         self.producer.client().native_ptr()
     }
 
+    /// Adds the bootstrap servers to the handle again (see `rebootstrap.rs`).
+    pub fn add_brokers(&self, bootstrap: &crate::rebootstrap::Bootstrap) {
+        bootstrap.add_to(self.producer.client());
+    }
+
     /// Serves the handle's main queue (client errors, logs) so it never grows.
     pub fn serve_events(&self) {
         self.producer.poll(Duration::ZERO);

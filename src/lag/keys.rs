@@ -80,6 +80,14 @@ impl KeyReader {
         }
     }
 
+    /// Adds the bootstrap servers to the reader's consumer again, if it has
+    /// one (see `rebootstrap.rs`).
+    pub fn add_brokers(&self, bootstrap: &crate::rebootstrap::Bootstrap) {
+        if let Some(consumer) = &self.consumer {
+            bootstrap.add_to(consumer.client());
+        }
+    }
+
     fn fetch(&mut self, topic: &str, partition: i32, offset: i64) -> Option<KeyAt> {
         if self.consumer.is_none() {
             let mut config = ClientConfig::new();

@@ -104,6 +104,10 @@ pub struct LagMonitor {
     samples: HashMap<(Topic, i32), HighWatermarkSamples>,
     keys: keys::KeyReader,
     published: report::PublishedSeries,
+    /// The configured bootstrap servers, added to the clients again while
+    /// every cycle fails (see `rebootstrap.rs`).
+    bootstrap: Option<crate::rebootstrap::Bootstrap>,
+    rebootstrap: crate::rebootstrap::Schedule,
 }
 
 impl LagMonitor {
@@ -125,6 +129,8 @@ impl LagMonitor {
             samples: HashMap::default(),
             keys: keys::KeyReader::new(properties),
             published: report::PublishedSeries::default(),
+            bootstrap: crate::rebootstrap::Bootstrap::new(&config.kafka.bootstrap_servers),
+            rebootstrap: crate::rebootstrap::Schedule::default(),
             config: lag,
         })
     }
@@ -134,8 +140,16 @@ impl LagMonitor {
         info!(interval_ms = self.config.poll_interval.as_millis() as u64, "lag monitor started");
         while !stop.load(Ordering::Acquire) {
             let started = Instant::now();
-            if let Err(err) = self.poll_once(now_ms()) {
+            let result = self.poll_once(now_ms());
+            if let Err(err) = &result {
                 warn!(error = %err, "lag poll failed");
+            }
+            if self.rebootstrap.due(result.is_ok(), Instant::now()) {
+                if let Some(bootstrap) = &self.bootstrap {
+                    warn!(servers = %bootstrap, "lag polls keep failing: adding the bootstrap servers to the clients again");
+                    self.client.add_brokers(bootstrap);
+                    self.keys.add_brokers(bootstrap);
+                }
             }
             let next = started + self.config.poll_interval;
             // Sleep in short slices so shutdown is not held up by a long interval.
