@@ -224,6 +224,40 @@ fn the_rendered_chart_is_hardened_and_its_toggles_work() {
     assert!(config.contains("[kafka]") && config.contains("${SCHEMA_REGISTRY_PASSWORD:-}"));
     assert!(!config.contains("example-only"), "a secret value leaked into the ConfigMap");
 
+    // The default configuration is valid; the HTTP tokens come from the
+    // Secret's keys and the routes stay open while those are absent.
+    let default_config = find(&defaults, "ConfigMap").unwrap()["data"]["config.toml"].as_str().unwrap().to_string();
+    let open = pipewarden::config::Config::from_toml(&default_config, &|name: &str| {
+        (name == "KAFKA_BOOTSTRAP").then(|| "kafka:9092".to_string())
+    })
+    .expect("the chart's default config is valid");
+    assert!(open.http.auth.metrics_token.is_none() && open.http.auth.api_token.is_none());
+    let protected = pipewarden::config::Config::from_toml(&default_config, &|name: &str| match name {
+        "KAFKA_BOOTSTRAP" => Some("kafka:9092".to_string()),
+        "PIPEWARDEN_METRICS_TOKEN" | "PIPEWARDEN_API_TOKEN" => Some("t0ken".to_string()),
+        _ => None,
+    })
+    .expect("valid with tokens");
+    let bearer = axum::http::HeaderValue::from_static("Bearer t0ken");
+    assert!(protected.http.auth.metrics_token.as_ref().is_some_and(|t| t.admits(Some(&bearer))));
+    assert!(protected.http.auth.api_token.as_ref().is_some_and(|t| t.admits(Some(&bearer))));
+    // Prometheus scrapes with the token from the Secret when one is named,
+    // and `helm test` sends it too.
+    let monitor = |objects: &[Value]| find(objects, "ServiceMonitor").unwrap()["spec"]["endpoints"][0].clone();
+    assert!(monitor(&defaults)["authorization"].is_null(), "no token by default");
+    let authorization = &monitor(&full)["authorization"];
+    assert_eq!(authorization["type"].as_str(), Some("Bearer"));
+    assert_eq!(authorization["credentials"]["name"].as_str(), Some("pw-pipewarden"));
+    assert_eq!(authorization["credentials"]["key"].as_str(), Some("PIPEWARDEN_METRICS_TOKEN"));
+    let test_pod = |objects: &[Value]| {
+        objects.iter().find(|o| o["metadata"]["name"].as_str() == Some("pw-pipewarden-test")).unwrap().clone()
+    };
+    let check = &test_pod(&full)["spec"]["containers"][0];
+    assert_eq!(check["env"][0]["valueFrom"]["secretKeyRef"]["key"].as_str(), Some("PIPEWARDEN_METRICS_TOKEN"));
+    assert_eq!(check["env"][0]["valueFrom"]["secretKeyRef"]["optional"], Value::Bool(true));
+    assert!(check["command"][2].as_str().unwrap().contains("Authorization: Bearer $PIPEWARDEN_METRICS_TOKEN"));
+    assert!(test_pod(&defaults)["spec"]["containers"][0]["env"].is_null(), "no Secret, no token");
+
     // Toggles.
     let default_kinds = kinds(&defaults);
     for kind in ["Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget", "ServiceMonitor"] {

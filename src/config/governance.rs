@@ -129,7 +129,8 @@ pub enum OnUnavailable {
     Unverified,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows whether a password is set, never the password.
+#[derive(Clone)]
 pub struct RegistryConfig {
     /// Confluent-compatible base URL; `None` reads schemas from `schemas_dir`.
     pub url: Option<String>,
@@ -142,6 +143,23 @@ pub struct RegistryConfig {
     pub on_unavailable: OnUnavailable,
     pub max_schemas: usize,
     pub subject_ttl: Duration,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| super::REDACTED))
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .field("schemas_dir", &self.schemas_dir)
+            .field("subject_strategy", &self.subject_strategy)
+            .field("on_unavailable", &self.on_unavailable)
+            .field("max_schemas", &self.max_schemas)
+            .field("subject_ttl", &self.subject_ttl)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

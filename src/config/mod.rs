@@ -326,7 +326,8 @@ pub struct Config {
     pub otlp: OtlpConfig,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows the properties with secret-looking values redacted.
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub group_id: String,
@@ -336,6 +337,36 @@ pub struct KafkaConfig {
     pub commit_interval: Duration,
     /// Passed to librdkafka unchanged (after `${VAR}` interpolation).
     pub properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(key, value)| (key.as_str(), if is_secret_property(key) { REDACTED } else { value.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("client_id", &self.client_id)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("commit_interval", &self.commit_interval)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+/// What logs and `Debug` output show instead of a secret.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether a librdkafka property holds a secret: sasl.password,
+/// sasl.oauthbearer.client.secret, sasl.oauthbearer.config (may embed a
+/// secret), sasl.jaas.config, ssl.key.password, ssl.key.pem, ssl_key,
+/// ssl.keystore.password, sasl.kerberos.keytab, and anything named like them.
+pub fn is_secret_property(key: &str) -> bool {
+    const WORDS: &[&str] = &["password", "secret", "key", "token", "jaas", "oauthbearer.config"];
+    WORDS.iter().any(|word| key.contains(word))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,13 +548,7 @@ impl Config {
             .properties
             .iter()
             .map(|(key, value)| {
-                // librdkafka's secrets: sasl.password, sasl.oauthbearer.client.secret,
-                // sasl.oauthbearer.config (may embed a secret), sasl.jaas.config,
-                // ssl.key.password, ssl.key.pem, ssl_key, ssl.keystore.password,
-                // sasl.kerberos.keytab (and anything named like them).
-                const WORDS: &[&str] = &["password", "secret", "key", "token", "jaas", "oauthbearer.config"];
-                let secret = WORDS.iter().any(|word| key.contains(word));
-                (key.clone(), if secret { "[redacted]".to_string() } else { value.clone() })
+                (key.clone(), if is_secret_property(key) { REDACTED.to_string() } else { value.clone() })
             })
             .collect()
     }
@@ -1057,6 +1082,45 @@ mod tests {
         assert_eq!(config.kafka.properties["sasl.username"], "literal ${NOT_A_VAR} and $ sign");
         let redacted = config.redacted_properties();
         assert!(redacted.contains(&("sasl.password".into(), "[redacted]".into())));
+    }
+
+    #[test]
+    fn debug_output_of_the_whole_config_holds_no_secret() {
+        let env = |name: &str| match name {
+            "SASL_PASSWORD" => Some("kafka-s3cret".to_string()),
+            "REGISTRY_PASSWORD" => Some("registry-s3cret".to_string()),
+            "OTLP_AUTH" => Some("Bearer otlp-s3cret".to_string()),
+            "API_TOKEN" => Some("api-s3cret".to_string()),
+            "METRICS_TOKEN" => Some("metrics-s3cret".to_string()),
+            _ => None,
+        };
+        let text = r#"
+            [kafka.properties]
+            "sasl.username" = "pipewarden"
+            "sasl.password" = "${SASL_PASSWORD}"
+            "sasl.oauthbearer.client.secret" = "${SASL_PASSWORD}"
+            [registry]
+            url = "http://127.0.0.1:8081"
+            username = "reader"
+            password = "${REGISTRY_PASSWORD}"
+            [otlp]
+            endpoint = "http://127.0.0.1:4317"
+            [otlp.headers]
+            authorization = "${OTLP_AUTH}"
+            [http]
+            api_token = "${API_TOKEN}"
+            metrics_token = "${METRICS_TOKEN}"
+        "#;
+        let config = Config::from_toml(text, &env).unwrap();
+        assert_eq!(config.kafka.properties["sasl.password"], "kafka-s3cret", "the values themselves are kept");
+        assert_eq!(config.registry.password.as_deref(), Some("registry-s3cret"));
+        assert_eq!(config.otlp.headers[0].1, "Bearer otlp-s3cret");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("\"sasl.password\": \"[redacted]\""), "{debug}");
+        assert!(debug.contains("\"sasl.username\": \"pipewarden\""), "names and plain values stay: {debug}");
+        assert!(debug.contains("password: Some(\"[redacted]\")"), "{debug}");
+        assert!(debug.contains("(\"authorization\", \"[redacted]\")"), "{debug}");
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl OtlpProtocol {
     }
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows the headers' names, never their values.
+#[derive(Clone)]
 pub struct OtlpConfig {
     /// `None`: span export is off (the default).
     pub endpoint: Option<String>,
@@ -79,6 +80,24 @@ pub struct OtlpConfig {
     pub max_chained_traces: usize,
     /// Sent with every export request (authentication, tenant); values may use `${VAR}`.
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(name, _)| (name.as_str(), super::REDACTED)).collect();
+        f.debug_struct("OtlpConfig")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("sample_ratio", &self.sample_ratio)
+            .field("queue_size", &self.queue_size)
+            .field("batch_size", &self.batch_size)
+            .field("export_interval", &self.export_interval)
+            .field("timeout", &self.timeout)
+            .field("max_chained_traces", &self.max_chained_traces)
+            .field("headers", &headers)
+            .finish()
+    }
 }
 
 impl OtlpConfig {
