@@ -166,15 +166,20 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
     let duplicates = (valid_verdicts + invalid_verdicts) as usize - written;
     // How often the daemon's clients were given the bootstrap servers again
     // (src/rebootstrap.rs): 0 when librdkafka kept its broker through the restart.
-    let rebootstraps = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .matches("adding the bootstrap servers to the clients again")
+    let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let rebootstraps = daemon_log.matches("adding the bootstrap servers to the clients again").count();
+    // How often librdkafka dropped a broker a metadata answer did not list
+    // (the case the re-bootstrap exists for), from its `broker` debug log.
+    // (A client's bootstrap handles are decommissioned at every start.)
+    let decommissioned = daemon_log
+        .lines()
+        .filter(|line| line.contains("Decommissioning this broker") && !line.contains("/bootstrap:"))
         .count();
     eprintln!(
         "broker restart: {written} of {RECORDS} records written ({valid} valid, {} poison); stopped after {judged_at_stop} judged; \
          /readyz 503 after {:.1} s ({}); ready again {:.1} s after the restart began; verdicts valid={valid_verdicts} \
          invalid={invalid_verdicts} ({duplicates} judged twice); quarantine {} copies, {} distinct = poison set; \
-         bootstrap servers added again {} times",
+         bootstrap servers added again {} times (brokers decommissioned by librdkafka: {})",
         poison.len(),
         detected.as_secs_f64(),
         not_ready_body.trim(),
@@ -182,6 +187,7 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
         copies.len(),
         origins.len(),
         rebootstraps,
+        decommissioned,
     );
 }
 
