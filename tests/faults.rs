@@ -171,10 +171,21 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
     // How often librdkafka dropped a broker a metadata answer did not list
     // (the case the re-bootstrap exists for), from its `broker` debug log.
     // (A client's bootstrap handles are decommissioned at every start.)
-    let decommissioned = daemon_log
+    let decommissioned: Vec<&str> = daemon_log
         .lines()
         .filter(|line| line.contains("Decommissioning this broker") && !line.contains("/bootstrap:"))
-        .count();
+        .collect();
+    // When it happened, the timeline of the recovery (a few lines).
+    if !decommissioned.is_empty() {
+        let timeline = daemon_log.lines().filter(|line| {
+            (line.contains("Decommissioning this broker") && !line.contains("/bootstrap:"))
+                || line.contains("adding the bootstrap servers")
+                || line.contains("kafka brokers reachable again")
+        });
+        for line in timeline.take(20) {
+            eprintln!("  {}", line.chars().take(300).collect::<String>());
+        }
+    }
     eprintln!(
         "broker restart: {written} of {RECORDS} records written ({valid} valid, {} poison); stopped after {judged_at_stop} judged; \
          /readyz 503 after {:.1} s ({}); ready again {:.1} s after the restart began; verdicts valid={valid_verdicts} \
@@ -187,7 +198,7 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
         copies.len(),
         origins.len(),
         rebootstraps,
-        decommissioned,
+        decommissioned.len(),
     );
 }
 
