@@ -172,6 +172,12 @@ impl Quarantine {
         bootstrap.add_to(self.admin.inner());
     }
 
+    /// The producer's fatal error, if it had one: then every later write
+    /// fails (an idempotent producer's sequence could not be recovered).
+    pub fn fatal_error(&self) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+        self.producer.client().fatal_error()
+    }
+
     pub fn producer(&self) -> Arc<QuarantineProducer> {
         self.producer.clone()
     }

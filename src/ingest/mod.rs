@@ -215,6 +215,11 @@ pub struct Ingest {
     /// quarantine's clients again while Kafka stays silent (see `rebootstrap.rs`).
     bootstrap: Option<Bootstrap>,
     rebootstrap: rebootstrap::Schedule,
+    /// The same for the quarantine's clients alone, while its copies go
+    /// unacknowledged (the consumer may be fine meanwhile).
+    quarantine_rebootstrap: rebootstrap::Schedule,
+    /// A copy was acknowledged since the last check (once a second).
+    quarantine_acked: bool,
     /// Whether the validator reads a header of every record (see
     /// [`Validator::reads_headers`]): then they are parsed as records are polled.
     headers_read: bool,
@@ -400,6 +405,8 @@ impl Ingest {
             processing,
             bootstrap: Bootstrap::new(&config.kafka.bootstrap_servers),
             rebootstrap: rebootstrap::Schedule::default(),
+            quarantine_rebootstrap: rebootstrap::Schedule::default(),
+            quarantine_acked: false,
         })
     }
 
@@ -454,6 +461,13 @@ impl Ingest {
             }
             if now >= next_stats {
                 self.update_stats();
+                self.check_quarantine_clients();
+                if let Some((code, reason)) = self.quarantine.fatal_error() {
+                    // Every later write would fail: restart (nothing
+                    // unacknowledged was committed, so nothing is lost).
+                    error!(code = ?code, reason, "ingest stopping: the quarantine producer failed fatally");
+                    return;
+                }
                 next_stats = now + Duration::from_secs(1);
             }
             if self.tracker.in_flight() >= self.quarantine.capacity() {
@@ -760,6 +774,7 @@ impl Ingest {
         let tp = (ack.topic, ack.partition);
         match ack.result {
             Ok(()) => {
+                self.quarantine_acked = true;
                 if self.health.access.any() {
                     self.health.access.allow(&[Denied::quarantine_write, Denied::quarantine_create]);
                 }
@@ -953,6 +968,27 @@ impl Ingest {
         let Some(bootstrap) = &self.bootstrap else { return };
         warn!(servers = %bootstrap, "kafka has not answered for a while: adding the bootstrap servers to the clients again");
         bootstrap.add_to(self.consumer.client());
+        self.quarantine.add_brokers(bootstrap);
+    }
+
+    /// Once a second: while quarantine copies wait (or partitions wait to
+    /// retry a failed copy) and none was acknowledged, adds the bootstrap
+    /// servers to the quarantine's clients again on the re-bootstrap
+    /// schedule: the quarantine producer can lose every broker while the
+    /// consumer keeps its own.
+    fn check_quarantine_clients(&mut self) {
+        let waiting = self.tracker.in_flight() > 0 || self.tracker.blocked_count(BlockReason::QuarantineFailed) > 0;
+        // A refused write (ACLs) is reported as such, not as a lost broker.
+        let answered = std::mem::take(&mut self.quarantine_acked) || !waiting || self.health.access.any();
+        if !self.quarantine_rebootstrap.due(answered, Instant::now()) {
+            return;
+        }
+        let Some(bootstrap) = &self.bootstrap else { return };
+        warn!(
+            servers = %bootstrap,
+            in_flight = self.tracker.in_flight(),
+            "quarantine copies go unacknowledged: adding the bootstrap servers to the clients again"
+        );
         self.quarantine.add_brokers(bootstrap);
     }
 

@@ -11,7 +11,7 @@ pub mod secure;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -657,11 +657,25 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
         // A failing test with the daemon's log in a file: print its end.
+        // Its warnings and errors first (debug lines can crowd them out of
+        // the tail), and the whole log is kept under target/test-logs.
         if let (true, Some(path)) = (std::thread::panicking(), &self.log_file) {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(400)..];
+            let notable: Vec<&str> = lines.iter().copied().filter(|line| !line.contains("DEBUG")).collect();
+            let notable = &notable[notable.len().saturating_sub(150)..];
+            eprintln!(
+                "--- last {} lines above debug level of the daemon's log:\n{}",
+                notable.len(),
+                notable.join("\n")
+            );
+            let tail = &lines[lines.len().saturating_sub(300)..];
             eprintln!("--- last {} lines of the daemon's log {}:\n{}", tail.len(), path.display(), tail.join("\n"));
+            let kept = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-logs");
+            let name = format!("daemon-{}-{}.log", self.group, std::process::id());
+            if std::fs::create_dir_all(&kept).and_then(|()| std::fs::copy(path, kept.join(&name))).is_ok() {
+                eprintln!("--- the whole log: {}", kept.join(name).display());
+            }
         }
     }
 }
