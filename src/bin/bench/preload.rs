@@ -63,14 +63,26 @@ impl Kafka {
         };
         let mut state = TopicState { partitions: found.partitions().len(), records: 0, starts_at_zero: true };
         for partition in found.partitions() {
-            let (low, high) = self
-                .meta
-                .fetch_watermarks(topic, partition.id(), METADATA_TIMEOUT)
-                .with_context(|| format!("watermarks of {topic}/{}", partition.id()))?;
+            let (low, high) = self.watermarks(topic, partition.id())?;
             state.records += high;
             state.starts_at_zero &= low == 0;
         }
         Ok(Some(state))
+    }
+
+    /// A partition's watermarks. Right after the broker starts, its
+    /// partitions may have no leader yet for a few seconds: retried for
+    /// up to 60 s while the error says so.
+    fn watermarks(&self, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.meta.fetch_watermarks(topic, partition, METADATA_TIMEOUT) {
+                Err(rdkafka::error::KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable,
+                )) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+                result => return result.with_context(|| format!("watermarks of {topic}/{partition}")),
+            }
+        }
     }
 
     pub fn delete_topic(&self, topic: &str) -> anyhow::Result<()> {
