@@ -86,7 +86,7 @@ fn a_broker_restart_mid_stream_loses_nothing_and_readiness_follows_the_broker() 
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
-            producer.flush_within(Duration::from_secs(150));
+            producer.flush_bootstrapping_again(&bootstrap, Duration::from_secs(150));
         })
     };
     let judged = |d: &Daemon| {

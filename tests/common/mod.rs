@@ -168,6 +168,22 @@ impl TestProducer {
         self.producer.flush(timeout).expect("flush");
         assert_eq!(self.producer.in_flight_count(), 0, "records still in flight after flush");
     }
+
+    /// Like `flush_within`, adding `bootstrap` to the producer again every
+    /// 10 s while records wait, as pipewarden does for its own clients: a
+    /// broker restart can leave a librdkafka client without any broker
+    /// (see src/rebootstrap.rs).
+    pub fn flush_bootstrapping_again(&self, bootstrap: &str, timeout: Duration) {
+        let servers = pipewarden::rebootstrap::Bootstrap::new(bootstrap).expect("bootstrap servers");
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            let slice = Duration::from_secs(10).min(deadline.saturating_duration_since(Instant::now()));
+            if self.producer.flush(slice).is_err() {
+                servers.add_to(self.producer.client());
+            }
+        }
+        assert_eq!(self.producer.in_flight_count(), 0, "records still in flight after flush");
+    }
 }
 
 /// Committed offset of each partition of `topic` for `group` (-1 when none).
