@@ -63,7 +63,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow
         listen = %listen,
         api_token_set = config.http.auth.api_token.is_some(),
         metrics_token_set = config.http.auth.metrics_token.is_some(),
-        kafka_properties = ?config.redacted_properties(),
+        kafka_properties = ?config.kafka.properties,
         features = if config.lag.enabled {
             "ingest,envelope,validate,quarantine,metrics,cost,dlq,correlate,lag"
         } else {

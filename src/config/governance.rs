@@ -129,13 +129,12 @@ pub enum OnUnavailable {
     Unverified,
 }
 
-/// `Debug` shows whether a password is set, never the password.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Confluent-compatible base URL; `None` reads schemas from `schemas_dir`.
     pub url: Option<String>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<super::Secret>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
     pub schemas_dir: PathBuf,
@@ -143,23 +142,6 @@ pub struct RegistryConfig {
     pub on_unavailable: OnUnavailable,
     pub max_schemas: usize,
     pub subject_ttl: Duration,
-}
-
-impl std::fmt::Debug for RegistryConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryConfig")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| super::REDACTED))
-            .field("ca_file", &self.ca_file)
-            .field("timeout", &self.timeout)
-            .field("schemas_dir", &self.schemas_dir)
-            .field("subject_strategy", &self.subject_strategy)
-            .field("on_unavailable", &self.on_unavailable)
-            .field("max_schemas", &self.max_schemas)
-            .field("subject_ttl", &self.subject_ttl)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -332,7 +314,7 @@ pub fn validate_registry(raw: RawRegistry, problems: &mut Vec<ConfigProblem>) ->
     RegistryConfig {
         url,
         username: non_empty(&raw.username),
-        password: non_empty(&raw.password),
+        password: non_empty(&raw.password).map(super::Secret::new),
         ca_file: non_empty(&raw.ca_file).map(PathBuf::from),
         timeout: Duration::from_millis(raw.timeout_ms),
         schemas_dir: PathBuf::from(raw.schemas_dir),

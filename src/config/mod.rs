@@ -31,6 +31,9 @@ pub mod dlq;
 pub mod governance;
 pub mod lag;
 pub mod otlp;
+mod secret;
+
+pub use secret::{is_secret_property, KafkaProperties, Secret, REDACTED};
 
 pub use correlate::{CorrelateConfig, CorrelateKafkaConfig, CorrelateMode, Flow, Outcome};
 pub use cost::{BudgetConfig, BudgetScope, CostConfig, Price, PriceRule, UsageSource};
@@ -326,8 +329,7 @@ pub struct Config {
     pub otlp: OtlpConfig,
 }
 
-/// `Debug` shows the properties with secret-looking values redacted.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub group_id: String,
@@ -336,37 +338,7 @@ pub struct KafkaConfig {
     /// How often stored offsets are committed (librdkafka `auto.commit.interval.ms`).
     pub commit_interval: Duration,
     /// Passed to librdkafka unchanged (after `${VAR}` interpolation).
-    pub properties: BTreeMap<String, String>,
-}
-
-impl fmt::Debug for KafkaConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let properties: BTreeMap<&str, &str> = self
-            .properties
-            .iter()
-            .map(|(key, value)| (key.as_str(), if is_secret_property(key) { REDACTED } else { value.as_str() }))
-            .collect();
-        f.debug_struct("KafkaConfig")
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("group_id", &self.group_id)
-            .field("client_id", &self.client_id)
-            .field("auto_offset_reset", &self.auto_offset_reset)
-            .field("commit_interval", &self.commit_interval)
-            .field("properties", &properties)
-            .finish()
-    }
-}
-
-/// What logs and `Debug` output show instead of a secret.
-pub const REDACTED: &str = "[redacted]";
-
-/// Whether a librdkafka property holds a secret: sasl.password,
-/// sasl.oauthbearer.client.secret, sasl.oauthbearer.config (may embed a
-/// secret), sasl.jaas.config, ssl.key.password, ssl.key.pem, ssl_key,
-/// ssl.keystore.password, sasl.kerberos.keytab, and anything named like them.
-pub fn is_secret_property(key: &str) -> bool {
-    const WORDS: &[&str] = &["password", "secret", "key", "token", "jaas", "oauthbearer.config"];
-    WORDS.iter().any(|word| key.contains(word))
+    pub properties: KafkaProperties,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -540,17 +512,6 @@ impl Config {
         }
         props.extend(kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
         props
-    }
-
-    /// Properties with secret-looking values replaced, for logs and the banner.
-    pub fn redacted_properties(&self) -> Vec<(String, String)> {
-        self.kafka
-            .properties
-            .iter()
-            .map(|(key, value)| {
-                (key.clone(), if is_secret_property(key) { REDACTED.to_string() } else { value.clone() })
-            })
-            .collect()
     }
 }
 
@@ -731,7 +692,7 @@ impl RawConfig {
                 client_id: self.kafka.client_id,
                 auto_offset_reset,
                 commit_interval: Duration::from_millis(self.kafka.commit_interval_ms),
-                properties: self.kafka.properties,
+                properties: KafkaProperties::new(self.kafka.properties),
             },
             topics: TopicsConfig {
                 include,
@@ -1080,8 +1041,8 @@ mod tests {
         assert_eq!(config.kafka.client_id, "pipewarden-1");
         assert_eq!(config.kafka.properties["sasl.password"], "s3cret");
         assert_eq!(config.kafka.properties["sasl.username"], "literal ${NOT_A_VAR} and $ sign");
-        let redacted = config.redacted_properties();
-        assert!(redacted.contains(&("sasl.password".into(), "[redacted]".into())));
+        let redacted: Vec<(&str, &str)> = config.kafka.properties.redacted().collect();
+        assert!(redacted.contains(&("sasl.password", "[redacted]")));
     }
 
     #[test]
@@ -1113,8 +1074,8 @@ mod tests {
         "#;
         let config = Config::from_toml(text, &env).unwrap();
         assert_eq!(config.kafka.properties["sasl.password"], "kafka-s3cret", "the values themselves are kept");
-        assert_eq!(config.registry.password.as_deref(), Some("registry-s3cret"));
-        assert_eq!(config.otlp.headers[0].1, "Bearer otlp-s3cret");
+        assert_eq!(config.registry.password.as_ref().map(Secret::expose), Some("registry-s3cret"));
+        assert_eq!(config.otlp.headers[0].1.expose(), "Bearer otlp-s3cret");
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("\"sasl.password\": \"[redacted]\""), "{debug}");
@@ -1164,7 +1125,7 @@ mod tests {
         }
         text.push_str("\"sasl.username\" = \"pipewarden\"\n\"security.protocol\" = \"SASL_SSL\"\n");
         let config = Config::from_toml(&text, &no_env).unwrap();
-        let redacted: BTreeMap<String, String> = config.redacted_properties().into_iter().collect();
+        let redacted: BTreeMap<&str, &str> = config.kafka.properties.redacted().collect();
         for key in secrets {
             assert_eq!(redacted[key], "[redacted]", "{key}");
         }

@@ -60,8 +60,7 @@ impl OtlpProtocol {
     }
 }
 
-/// `Debug` shows the headers' names, never their values.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct OtlpConfig {
     /// `None`: span export is off (the default).
     pub endpoint: Option<String>,
@@ -79,25 +78,7 @@ pub struct OtlpConfig {
     /// Traces whose last span the exporter remembers to chain the next one to.
     pub max_chained_traces: usize,
     /// Sent with every export request (authentication, tenant); values may use `${VAR}`.
-    pub headers: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for OtlpConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let headers: Vec<(&str, &str)> =
-            self.headers.iter().map(|(name, _)| (name.as_str(), super::REDACTED)).collect();
-        f.debug_struct("OtlpConfig")
-            .field("endpoint", &self.endpoint)
-            .field("protocol", &self.protocol)
-            .field("sample_ratio", &self.sample_ratio)
-            .field("queue_size", &self.queue_size)
-            .field("batch_size", &self.batch_size)
-            .field("export_interval", &self.export_interval)
-            .field("timeout", &self.timeout)
-            .field("max_chained_traces", &self.max_chained_traces)
-            .field("headers", &headers)
-            .finish()
-    }
+    pub headers: Vec<(String, super::Secret)>,
 }
 
 impl OtlpConfig {
@@ -165,7 +146,7 @@ pub fn validate_otlp(raw: RawOtlp, problems: &mut Vec<ConfigProblem>) -> OtlpCon
                 ProblemKind::InvalidValue("the value has characters a header cannot carry".into()),
             );
         } else {
-            headers.push((lowercase, value));
+            headers.push((lowercase, super::Secret::new(value)));
         }
     }
     OtlpConfig {
@@ -215,7 +196,10 @@ mod tests {
         assert_eq!(config.otlp.endpoint.as_deref(), Some("http://collector:4318"));
         assert_eq!(config.otlp.protocol, OtlpProtocol::HttpProtobuf);
         assert_eq!(config.otlp.sample_ratio, 0.25);
-        assert_eq!(config.otlp.headers, vec![("authorization".to_string(), "Bearer s3cret".to_string())]);
+        assert_eq!(
+            config.otlp.headers,
+            vec![("authorization".to_string(), crate::config::Secret::new("Bearer s3cret"))]
+        );
     }
 
     #[test]

@@ -172,7 +172,8 @@ pub(crate) fn spawn(
             let mut metadata = MetadataMap::new();
             for (name, value) in &config.headers {
                 let key = MetadataKey::from_str(name).with_context(|| format!("invalid otlp header name {name:?}"))?;
-                let value = MetadataValue::from_str(value).with_context(|| format!("invalid otlp header {name:?}"))?;
+                let value =
+                    MetadataValue::from_str(value.expose()).with_context(|| format!("invalid otlp header {name:?}"))?;
                 metadata.insert(key, value);
             }
             let channel = {
@@ -191,7 +192,7 @@ pub(crate) fn spawn(
             for (name, value) in &config.headers {
                 let name = reqwest::header::HeaderName::from_str(name)
                     .with_context(|| format!("invalid otlp header name {name:?}"))?;
-                let value = reqwest::header::HeaderValue::from_str(value)
+                let value = reqwest::header::HeaderValue::from_str(value.expose())
                     .with_context(|| format!("invalid otlp header {name:?}"))?;
                 headers.insert(name, value);
             }

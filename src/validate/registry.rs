@@ -32,28 +32,16 @@ use super::schema::SchemaKind;
 
 /// How to reach the registry. `url` is the API base and may carry a path
 /// (`http://127.0.0.1:8081/apis/ccompat/v7`). `Debug` hides the password.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RegistrySettings {
     pub url: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<crate::config::Secret>,
     /// PEM file with one or more CA certificates, trusted in addition to
     /// the built-in web roots (rustls).
     pub ca_file: Option<PathBuf>,
     /// Whole-request timeout (connect + response).
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for RegistrySettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistrySettings")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ca_file", &self.ca_file)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// A schema as the registry returned it.
@@ -89,7 +77,7 @@ pub struct RegistryClient {
     http: reqwest::blocking::Client,
     /// Base URL without a trailing slash.
     base: String,
-    auth: Option<(String, Option<String>)>,
+    auth: Option<(String, Option<crate::config::Secret>)>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -163,7 +151,7 @@ impl RegistryClient {
             .get(url)
             .header(reqwest::header::ACCEPT, "application/vnd.schemaregistry.v1+json, application/json");
         if let Some((user, password)) = &self.auth {
-            request = request.basic_auth(user, password.as_ref());
+            request = request.basic_auth(user, password.as_ref().map(crate::config::Secret::expose));
         }
         let response = request.send().map_err(|e| LookupError::Unavailable(describe(&e)))?;
         let status = response.status().as_u16();
@@ -353,7 +341,7 @@ mod tests {
         let settings = |url: &str| RegistrySettings {
             url: url.into(),
             username: Some("u".into()),
-            password: Some("secret".into()),
+            password: Some(crate::config::Secret::new("secret")),
             ca_file: None,
             timeout: Duration::from_millis(300),
         };
