@@ -68,6 +68,31 @@ impl Schedule {
     }
 }
 
+/// The configured bootstrap servers and when to add them again: one per
+/// watching loop and kind of silence.
+#[derive(Debug, Clone)]
+pub struct Rebootstrap {
+    /// `None` if the list holds a NUL byte (never added).
+    servers: Option<Bootstrap>,
+    schedule: Schedule,
+}
+
+impl Rebootstrap {
+    pub fn new(servers: &str) -> Self {
+        Self { servers: Bootstrap::new(servers), schedule: Schedule::default() }
+    }
+
+    /// Records whether Kafka answered at `now`; the servers to add to the
+    /// loop's clients when they are due.
+    pub fn due(&mut self, answered: bool, now: Instant) -> Option<&Bootstrap> {
+        if self.schedule.due(answered, now) {
+            self.servers.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
 /// The configured bootstrap servers, ready to be added to a client.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {

@@ -64,7 +64,7 @@ use crate::lag::index::{IndexWriter, TimeIndex};
 use crate::metrics::{BatchHandle, ConsumerErrorKind, Metrics, PauseLabels, TopicLabels};
 use crate::observe::{Observer, Record};
 use crate::quarantine::{Ack, Poison, Quarantine};
-use crate::rebootstrap::{self, Bootstrap};
+use crate::rebootstrap::Rebootstrap;
 use crate::spans::SpanSink;
 use crate::validate::cache::SchemaCache;
 use crate::validate::{Checked, Validator, Verdict};
@@ -211,13 +211,12 @@ pub struct Ingest {
     time_index: Option<IndexWriter>,
     /// Where each record's observation goes (the correlator, or the observations topic).
     correlation: crate::correlate::Input,
-    /// The configured bootstrap servers, added to the consumer and the
-    /// quarantine's clients again while Kafka stays silent (see `rebootstrap.rs`).
-    bootstrap: Option<Bootstrap>,
-    rebootstrap: rebootstrap::Schedule,
+    /// The bootstrap servers, added to the consumer and the quarantine's
+    /// clients again while Kafka stays silent (see `rebootstrap.rs`).
+    rebootstrap: Rebootstrap,
     /// The same for the quarantine's clients alone, while its copies go
     /// unacknowledged (the consumer may be fine meanwhile).
-    quarantine_rebootstrap: rebootstrap::Schedule,
+    quarantine_rebootstrap: Rebootstrap,
     /// A copy was acknowledged since the last check (once a second).
     quarantine_acked: bool,
     /// Whether the validator reads a header of every record (see
@@ -403,9 +402,8 @@ impl Ingest {
             correlation,
             headers_read,
             processing,
-            bootstrap: Bootstrap::new(&config.kafka.bootstrap_servers),
-            rebootstrap: rebootstrap::Schedule::default(),
-            quarantine_rebootstrap: rebootstrap::Schedule::default(),
+            rebootstrap: Rebootstrap::new(&config.kafka.bootstrap_servers),
+            quarantine_rebootstrap: Rebootstrap::new(&config.kafka.bootstrap_servers),
             quarantine_acked: false,
         })
     }
@@ -962,10 +960,7 @@ impl Ingest {
     /// While Kafka stays silent, adds the bootstrap servers to every client
     /// again, in case they lost every broker (see `rebootstrap.rs`).
     fn rebootstrap_if_due(&mut self, answered: bool) {
-        if !self.rebootstrap.due(answered, Instant::now()) {
-            return;
-        }
-        let Some(bootstrap) = &self.bootstrap else { return };
+        let Some(bootstrap) = self.rebootstrap.due(answered, Instant::now()) else { return };
         warn!(servers = %bootstrap, "kafka has not answered for a while: adding the bootstrap servers to the clients again");
         bootstrap.add_to(self.consumer.client());
         self.quarantine.add_brokers(bootstrap);
@@ -980,10 +975,7 @@ impl Ingest {
         let waiting = self.tracker.in_flight() > 0 || self.tracker.blocked_count(BlockReason::QuarantineFailed) > 0;
         // A refused write (ACLs) is reported as such, not as a lost broker.
         let answered = std::mem::take(&mut self.quarantine_acked) || !waiting || self.health.access.any();
-        if !self.quarantine_rebootstrap.due(answered, Instant::now()) {
-            return;
-        }
-        let Some(bootstrap) = &self.bootstrap else { return };
+        let Some(bootstrap) = self.quarantine_rebootstrap.due(answered, Instant::now()) else { return };
         warn!(
             servers = %bootstrap,
             in_flight = self.tracker.in_flight(),

@@ -104,10 +104,9 @@ pub struct LagMonitor {
     samples: HashMap<(Topic, i32), HighWatermarkSamples>,
     keys: keys::KeyReader,
     published: report::PublishedSeries,
-    /// The configured bootstrap servers, added to the clients again while
-    /// every cycle fails (see `rebootstrap.rs`).
-    bootstrap: Option<crate::rebootstrap::Bootstrap>,
-    rebootstrap: crate::rebootstrap::Schedule,
+    /// The bootstrap servers, added to the clients again while every cycle
+    /// fails (see `rebootstrap.rs`).
+    rebootstrap: crate::rebootstrap::Rebootstrap,
 }
 
 impl LagMonitor {
@@ -129,8 +128,7 @@ impl LagMonitor {
             samples: HashMap::default(),
             keys: keys::KeyReader::new(properties),
             published: report::PublishedSeries::default(),
-            bootstrap: crate::rebootstrap::Bootstrap::new(&config.kafka.bootstrap_servers),
-            rebootstrap: crate::rebootstrap::Schedule::default(),
+            rebootstrap: crate::rebootstrap::Rebootstrap::new(&config.kafka.bootstrap_servers),
             config: lag,
         })
     }
@@ -144,12 +142,10 @@ impl LagMonitor {
             if let Err(err) = &result {
                 warn!(error = %err, "lag poll failed");
             }
-            if self.rebootstrap.due(result.is_ok(), Instant::now()) {
-                if let Some(bootstrap) = &self.bootstrap {
-                    warn!(servers = %bootstrap, "lag polls keep failing: adding the bootstrap servers to the clients again");
-                    self.client.add_brokers(bootstrap);
-                    self.keys.add_brokers(bootstrap);
-                }
+            if let Some(bootstrap) = self.rebootstrap.due(result.is_ok(), Instant::now()) {
+                warn!(servers = %bootstrap, "lag polls keep failing: adding the bootstrap servers to the clients again");
+                self.client.add_brokers(bootstrap);
+                self.keys.add_brokers(bootstrap);
             }
             let next = started + self.config.poll_interval;
             // Sleep in short slices so shutdown is not held up by a long interval.
