@@ -289,7 +289,9 @@ impl BatchHistogram {
         Observations { bounds, counts: vec![0; bounds.len() + 1].into_boxed_slice(), sum: 0.0, any: false }
     }
 
-    /// Adds one value at once, without a batch (rare paths and tests).
+    /// Adds one value at once, without a batch (tests; writers use a
+    /// [`BatchHandle`]).
+    #[cfg(test)]
     pub fn observe(&self, value: f64) {
         let mut one = self.observations();
         one.observe(value);
