@@ -31,7 +31,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use tracing::{debug, error, info, warn};
 
 use crate::metrics::{CommitResult, Metrics};
@@ -155,12 +155,9 @@ impl Transactions {
             warn!(when, "no consumer group metadata; aborting the transaction");
             return self.abort(&mut state, when);
         };
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), next) in &state.offsets {
-            if let Err(err) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
-                warn!(topic = %topic, partition, error = %err, "bad offset for the transaction");
-            }
-        }
+        let offsets = crate::lag::client::offset_list(
+            state.offsets.iter().map(|((topic, partition), next)| (topic.as_ref(), *partition, Offset::Offset(*next))),
+        );
         let result = (|| {
             if !state.open {
                 self.producer.begin_transaction()?;

@@ -46,6 +46,26 @@ type HashMap<K, V> = ahash::AHashMap<K, V>;
 /// small enough that one slow group delays only its chunk's result.
 pub const DESCRIBE_CHUNK: usize = 50;
 
+/// Partitions per ListOffsets call. librdkafka sorts each call's partitions
+/// by leader with a linear search per partition (quadratic in the call's
+/// size: a cycle over 2,000 partitions in one call spent most of its CPU
+/// there); chunks keep that linear in the partition count, and the calls
+/// are pipelined like the others.
+pub const LIST_OFFSETS_CHUNK: usize = 256;
+
+/// A partition list with an offset per entry, built in linear time.
+/// (`TopicPartitionList::add_partition_offset` looks the entry it just
+/// added up again, a linear search per call: quadratic over a long list.)
+pub fn offset_list<'a>(entries: impl IntoIterator<Item = (&'a str, i32, Offset)>) -> TopicPartitionList {
+    let entries = entries.into_iter();
+    let mut list = TopicPartitionList::with_capacity(entries.size_hint().0);
+    for (topic, partition, offset) in entries {
+        // Only a negative offset librdkafka has no special value for is refused.
+        let _ = list.add_partition(topic, partition).set_offset(offset);
+    }
+    list
+}
+
 /// Errors of one admin request; each maps to one bounded `kind` label.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -393,11 +413,11 @@ impl LagClient {
         if partitions.is_empty() {
             return Ok(ends);
         }
-        let mut list = TopicPartitionList::with_capacity(partitions.len());
-        for (topic, partition) in partitions {
-            // Offset::End is -1, librdkafka's RD_KAFKA_OFFSET_SPEC_LATEST.
-            let _ = list.add_partition_offset(topic, *partition, Offset::End);
-        }
+        // Offset::End is -1, librdkafka's RD_KAFKA_OFFSET_SPEC_LATEST.
+        let lists: Vec<TopicPartitionList> = partitions
+            .chunks(LIST_OFFSETS_CHUNK)
+            .map(|chunk| offset_list(chunk.iter().map(|(topic, partition)| (topic.as_ref(), *partition, Offset::End))))
+            .collect();
         let options = self.options(rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTOFFSETS);
         let level = match isolation {
             Isolation::ReadUncommitted => rd::rd_kafka_IsolationLevel_t::RD_KAFKA_ISOLATION_LEVEL_READ_UNCOMMITTED,
@@ -414,9 +434,9 @@ impl LagClient {
         let mut failure = None;
         self.pipeline(
             "list offsets",
-            1,
+            lists.len(),
             // SAFETY: live handle, list (copied by the call), options and queue.
-            |_, queue| unsafe { rd::rd_kafka_ListOffsets(self.native(), list.ptr(), options.0, queue.0) },
+            |i, queue| unsafe { rd::rd_kafka_ListOffsets(self.native(), lists[i].ptr(), options.0, queue.0) },
             |event| {
                 if let Some(message) = event.error() {
                     failure = Some(message);
@@ -460,10 +480,12 @@ impl LagClient {
             "commit offsets",
             names.len(),
             |i, queue| {
-                let mut list = TopicPartitionList::with_capacity(groups[i].1.len());
-                for (topic, partition, offset) in &groups[i].1 {
-                    let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-                }
+                let list = offset_list(
+                    groups[i]
+                        .1
+                        .iter()
+                        .map(|(topic, partition, offset)| (topic.as_str(), *partition, Offset::Offset(*offset))),
+                );
                 // SAFETY: the group name and list outlive the call, which
                 // copies them; the request object is destroyed right after.
                 unsafe {
