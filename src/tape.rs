@@ -63,6 +63,9 @@ struct Entry {
     /// Index of the entry after this value's subtree (siblings are found by
     /// jumping to it); an object member is a key entry followed by its value.
     end: u32,
+    /// An object key (a string entry); lets [`Tape::values`] walk the tape
+    /// in one flat pass.
+    key: bool,
 }
 
 /// One entry of a parsed tape. The members of an object follow it as (key,
@@ -139,6 +142,17 @@ impl Tape {
         }
     }
 
+    /// Every string, number, boolean and null of the document (not object
+    /// keys, not containers), in document order: one flat pass over the
+    /// tape, for checks that look at every value wherever it is (PII).
+    pub fn values(&self) -> impl Iterator<Item = Item<'_>> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| !entry.key && !matches!(entry.kind, Kind::Array | Kind::Object))
+            .map(|(index, _)| self.item(index))
+    }
+
     /// How deep objects and arrays nest in the parsed document (0: a scalar),
     /// as [`crate::validate::json_depth_exceeds`] counts it.
     pub fn depth(&self) -> usize {
@@ -164,7 +178,7 @@ impl Tape {
 
     fn push(&mut self, kind: Kind, a: u32, b: u32) -> Option<u32> {
         let index = u32::try_from(self.entries.len()).ok()?;
-        self.entries.push(Entry { kind, a, b, end: index + 1 });
+        self.entries.push(Entry { kind, a, b, end: index + 1, key: false });
         Some(index)
     }
 
@@ -249,6 +263,7 @@ impl Tape {
         }
         let i = self.string(b, i)?;
         let key = self.entries.len() - 1;
+        self.entries[key].key = true;
         let doc = Doc { tape: self, text };
         let new = doc.str(key);
         let bit = 1u64 << (key_hash(new.as_bytes()) & 63);
@@ -395,6 +410,12 @@ impl Tape {
 fn special_byte(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const TOPS: u64 = 0x8080_8080_8080_8080;
+    #[cfg(target_arch = "x86_64")]
+    let mut j = match sse2::special_byte(b, from) {
+        Ok(found) => return Some(found),
+        Err(tail) => tail,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
     let mut j = from;
     while let Some(chunk) = b.get(j..j + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
@@ -418,6 +439,42 @@ fn special_byte(b: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Sixteen bytes at a time with SSE2, which every x86-64 processor has.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+
+    /// The first quote, backslash or control character at or after `from`
+    /// (`Ok`), or `Err` with where the last full 16 bytes ended (the caller
+    /// looks at the rest).
+    #[inline]
+    pub fn special_byte(b: &[u8], from: usize) -> Result<usize, usize> {
+        let mut j = from;
+        // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes inside `b`.
+        unsafe {
+            let quote = _mm_set1_epi8(b'"' as i8);
+            let backslash = _mm_set1_epi8(b'\\' as i8);
+            let control = _mm_set1_epi8(0x1f);
+            while j + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(j).cast::<__m128i>());
+                // v <= 0x1f (unsigned) exactly when max(v, 0x1f) == 0x1f.
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                    _mm_cmpeq_epi8(_mm_max_epu8(v, control), control),
+                );
+                let mask = _mm_movemask_epi8(hits) as u32;
+                if mask != 0 {
+                    return Ok(j + mask.trailing_zeros() as usize);
+                }
+                j += 16;
+            }
+        }
+        Err(j)
+    }
+}
+
 /// The index after the run of ASCII digits at `from`; `None` when there is
 /// not at least one (JSON wants a digit after `.`, after an exponent mark,
 /// and first in a number).
@@ -436,10 +493,11 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// A cheap hash of a key for the repeated-key filter: its length and up
 /// to its first eight bytes.
 fn key_hash(key: &[u8]) -> u32 {
-    let mut head = [0u8; 8];
-    let n = key.len().min(8);
-    head[..n].copy_from_slice(&key[..n]);
-    let mixed = (u64::from_le_bytes(head) ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let head = match key.first_chunk::<8>() {
+        Some(head) => u64::from_le_bytes(*head),
+        None => key.iter().rev().fold(0u64, |acc, &c| acc << 8 | u64::from(c)),
+    };
+    let mixed = (head ^ key.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (mixed >> 58) as u32
 }
 
@@ -506,7 +564,7 @@ impl Json for TapeJson {
         tape.entries.clear();
         tape.unescaped.clear();
         tape.unescaped.push_str(string);
-        tape.entries.push(Entry { kind: Kind::Escaped, a: 0, b: string.len() as u32, end: 1 });
+        tape.entries.push(Entry { kind: Kind::Escaped, a: 0, b: string.len() as u32, end: 1, key: false });
         f(TapeNode { doc: Doc { tape, text: "" }, index: 0 })
     }
 }

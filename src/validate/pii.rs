@@ -219,60 +219,52 @@ impl PiiScanner {
 
     /// [`scan_json`](Self::scan_json) over a document already parsed into a
     /// tape (`tape` parsed from `text`): the same string values and integer
-    /// literals, without tokenizing the text again.
+    /// literals, without tokenizing the text again. One flat pass over the
+    /// tape's values; an e-mail address needs an `@`, so when the text has
+    /// none (most records), only escaped strings (`\u0040`) are searched for one.
     pub fn scan_tape(&self, tape: &Tape, text: &str) -> PiiKinds {
         let mut found = PiiKinds::default();
-        self.scan_tape_value(tape, text, 0, &mut found);
-        found
-    }
-
-    /// The value at `index` and everything in it; returns the index after it.
-    fn scan_tape_value(&self, tape: &Tape, text: &str, index: usize, found: &mut PiiKinds) -> usize {
-        if self.done(*found) {
-            return tape.after(index);
-        }
-        match tape.item(index) {
-            Item::Text(range) => self.scan_into(&text[range], found),
-            Item::Escaped(unescaped) => self.scan_into(unescaped, found),
-            Item::Number(number) => {
-                // A plain integer literal of 13–19 digits parses to a u64,
-                // whose decimal digits are the literal (JSON has no leading zeros).
-                if let Some(integer) = number.as_u64() {
-                    let mut digits = [0u8; 20];
-                    let mut n = integer;
-                    let mut at = digits.len();
-                    loop {
-                        at -= 1;
-                        digits[at] = b'0' + (n % 10) as u8;
-                        n /= 10;
-                        if n == 0 {
-                            break;
+        let text_has_at = self.enabled.0 & EMAIL != 0 && memchr::memchr(b'@', text.as_bytes()).is_some();
+        let plain_skip = if text_has_at { 0 } else { EMAIL };
+        for item in tape.values() {
+            if self.done(found) {
+                break;
+            }
+            match item {
+                Item::Text(range) => self.scan_into_except(&text[range], plain_skip, &mut found),
+                Item::Escaped(unescaped) => self.scan_into(unescaped, &mut found),
+                Item::Number(number) => {
+                    // A plain integer literal of 13–19 digits parses to a u64,
+                    // whose decimal digits are the literal (JSON has no leading zeros).
+                    if let Some(integer) = number.as_u64().filter(|&n| n >= 1_000_000_000_000) {
+                        let mut digits = [0u8; 20];
+                        let mut n = integer;
+                        let mut at = digits.len();
+                        loop {
+                            at -= 1;
+                            digits[at] = b'0' + (n % 10) as u8;
+                            n /= 10;
+                            if n == 0 {
+                                break;
+                            }
                         }
+                        self.scan_integer(&digits[at..], &mut found);
                     }
-                    self.scan_integer(&digits[at..], found);
                 }
+                Item::Null | Item::Bool(_) | Item::Array { .. } | Item::Object { .. } => {}
             }
-            Item::Array { elements } => {
-                let mut element = index + 1;
-                for _ in 0..elements {
-                    element = self.scan_tape_value(tape, text, element, found);
-                }
-            }
-            Item::Object { members } => {
-                let mut member = index + 1;
-                for _ in 0..members {
-                    // Keys are not scanned, as in `scan_json`.
-                    member = self.scan_tape_value(tape, text, member + 1, found);
-                }
-            }
-            Item::Null | Item::Bool(_) => {}
         }
-        tape.after(index)
+        found
     }
 
     /// Adds the kinds found in `text` that are enabled and not yet in `found`.
     fn scan_into(&self, text: &str, found: &mut PiiKinds) {
-        let want = self.enabled.0 & !found.0;
+        self.scan_into_except(text, 0, found);
+    }
+
+    /// [`scan_into`](Self::scan_into) without the kinds in `skip` (known absent).
+    fn scan_into_except(&self, text: &str, skip: u8, found: &mut PiiKinds) {
+        let want = self.enabled.0 & !found.0 & !skip;
         if want == 0 {
             return;
         }
