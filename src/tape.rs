@@ -264,14 +264,13 @@ impl Tape {
         let i = self.string(b, i)?;
         let key = self.entries.len() - 1;
         self.entries[key].key = true;
-        let doc = Doc { tape: self, text };
-        let new = doc.str(key);
-        let bit = 1u64 << (key_hash(new.as_bytes()) & 63);
+        let new = self.key_bytes(b, key);
+        let bit = 1u64 << (key_hash(new) & 63);
         let seen = self.seen.last().copied().unwrap_or(0);
         if seen & bit != 0 {
             let mut member = object as usize + 1;
             for _ in 0..self.entries[object as usize].a {
-                if doc.str(member) == new {
+                if self.key_bytes(b, member) == new {
                     return None;
                 }
                 member = self.entries[member + 1].end as usize;
@@ -282,6 +281,16 @@ impl Tape {
         }
         let i = skip_ws(b, i);
         (b.get(i) == Some(&b':')).then_some(i + 1)
+    }
+
+    /// The bytes of the key (or any string) entry at `index`, as UTF-8.
+    fn key_bytes<'a>(&'a self, b: &'a [u8], index: usize) -> &'a [u8] {
+        let entry = self.entries[index];
+        let (from, to) = (entry.a as usize, entry.b as usize);
+        match entry.kind {
+            Kind::String => &b[from..to],
+            _ => &self.unescaped.as_bytes()[from..to],
+        }
     }
 
     fn literal(&mut self, b: &[u8], i: usize, word: &[u8], kind: Kind) -> Option<usize> {
@@ -385,16 +394,17 @@ impl Tape {
             }
             j = digit_run(b, j)?;
         }
-        let text = std::str::from_utf8(&b[i..j]).ok()?;
         // serde_json's own rules: an integer literal is a u64 when positive,
         // an i64 when negative (and not -0), else an f64. The cases that are
-        // plainly in range are built here; the rest go through serde_json.
+        // plainly in range are built here (19 digits never overflow a u64,
+        // 18 never an i64); the rest go through serde_json.
+        let magnitude = || b[digits..j].iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
         let number = if integer && !negative && integer_digits <= 19 {
-            Number::from(text.parse::<u64>().ok()?)
-        } else if integer && negative && integer_digits <= 18 && text != "-0" {
-            Number::from(text.parse::<i64>().ok()?)
+            Number::from(magnitude())
+        } else if integer && negative && integer_digits <= 18 && magnitude() != 0 {
+            Number::from(-(magnitude() as i64))
         } else {
-            serde_json::from_str::<Number>(text).ok()?
+            serde_json::from_str::<Number>(std::str::from_utf8(&b[i..j]).ok()?).ok()?
         };
         let index = u32::try_from(self.numbers.len()).ok()?;
         self.numbers.push(number);

@@ -254,6 +254,21 @@ struct Preparers {
     helper: Validator,
     /// `None` if the thread could not be started: this thread does it all.
     pool: Option<rayon_core::ThreadPool>,
+    /// The slots of a split batch, kept empty between batches so each batch
+    /// reuses one allocation (see [`relabel`]).
+    slots: Vec<OnceLock<Prepared<'static>>>,
+}
+
+/// The same empty vector, for records of another lifetime: collecting an
+/// emptied `Vec`'s iterator into a vector of a type of the same size and
+/// alignment reuses its allocation (std's in-place collection). A batch's
+/// slots are a few hundred kilobytes; allocated afresh per batch, that size
+/// made glibc merge its small free chunks (`malloc_consolidate`) every time,
+/// and the next batch's small allocations (librdkafka's header lists) took
+/// its slow path.
+fn relabel<'a, 'b>(mut slots: Vec<OnceLock<Prepared<'a>>>) -> Vec<OnceLock<Prepared<'b>>> {
+    slots.clear();
+    slots.into_iter().map(|_| unreachable!("the vector is empty")).collect()
 }
 
 /// A record's envelope and verdict: the pure part of its processing.
@@ -366,6 +381,7 @@ impl Ingest {
             own: Validator::new(config, cache.clone()),
             helper: Validator::new(config, cache.clone()),
             pool,
+            slots: Vec::with_capacity(MAX_BATCH),
         };
         let headers_read = preparers.own.reads_headers();
         let processing = BatchHandle::new(metrics.processing.clone());
@@ -566,15 +582,12 @@ impl Ingest {
             return;
         }
         let mut preparers = self.preparers.take().expect("preparers are put back after each batch");
-        let shared = Shared {
-            batch,
-            slots: (0..batch.len()).map(|_| OnceLock::new()).collect(),
-            next: AtomicUsize::new(0),
-            helper_done: AtomicBool::new(false),
-        };
-        let Preparers { extractor, own, helper, pool } = &mut *preparers;
+        let mut slots = relabel(std::mem::take(&mut preparers.slots));
+        slots.resize_with(batch.len(), OnceLock::new);
+        let owned = Shared { batch, slots, next: AtomicUsize::new(0), helper_done: AtomicBool::new(false) };
+        let Preparers { extractor, own, helper, pool, slots: kept } = &mut *preparers;
         let extractor = &*extractor;
-        let shared = &shared;
+        let shared = &owned;
         let mut helper_job = move || {
             let _done = SetOnDrop(&shared.helper_done);
             while shared.prepare_chunk(extractor, helper) {}
@@ -617,6 +630,7 @@ impl Ingest {
                 finish_all();
             }
         }
+        *kept = relabel(owned.slots);
         self.preparers = Some(preparers);
     }
 
@@ -1063,6 +1077,18 @@ mod tests {
         {
             assert!(features.contains(&needed), "librdkafka lacks {needed}: {features:?}");
         }
+    }
+
+    #[test]
+    fn emptied_slots_keep_their_allocation_from_batch_to_batch() {
+        let kept: Vec<OnceLock<Prepared<'static>>> = Vec::with_capacity(MAX_BATCH);
+        let allocation = kept.as_ptr() as usize;
+        let mut slots = relabel(kept);
+        slots.resize_with(MAX_BATCH, OnceLock::new);
+        let kept: Vec<OnceLock<Prepared<'static>>> = relabel(slots);
+        assert!(kept.is_empty());
+        assert_eq!(kept.as_ptr() as usize, allocation);
+        assert!(kept.capacity() >= MAX_BATCH);
     }
 
     #[test]

@@ -436,6 +436,11 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
         }
         i += 1;
     }
+    #[cfg(target_arch = "x86_64")]
+    match sse2::first(b, i, sse2::Class::NotWord) {
+        Ok(found) => return found,
+        Err(tail) => i = tail,
+    }
     while let Some(chunk) = b.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
@@ -471,6 +476,11 @@ const HI: u64 = 0x8080_8080_8080_8080;
 /// a time (SWAR: a byte is a digit iff `byte ^ 0x30 < 10`).
 #[inline]
 fn next_digit(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    match sse2::first(b, i, sse2::Class::Digit) {
+        Ok(found) => return found,
+        Err(tail) => i = tail,
+    }
     while let Some(chunk) = b.get(i..i + 8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
@@ -487,6 +497,60 @@ fn next_digit(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The searches above, sixteen bytes at a time with SSE2 (every x86-64
+/// processor has it); the SWAR loops finish the last few bytes.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+
+    #[derive(Clone, Copy)]
+    pub enum Class {
+        /// An ASCII digit.
+        Digit,
+        /// Not a word character (ASCII alphanumeric or `_`).
+        NotWord,
+    }
+
+    /// The first byte of `class` at or after `from` (`Ok`), or `Err` with
+    /// where the last full 16 bytes ended.
+    #[inline]
+    pub fn first(b: &[u8], from: usize, class: Class) -> Result<usize, usize> {
+        let mut i = from;
+        // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes inside `b`.
+        unsafe {
+            // A byte is in `lo..=hi` exactly when `byte + (0x80 - lo)`, as a
+            // signed byte, is below `-0x80 + (hi - lo + 1)`; bytes from 0x80
+            // up never are.
+            let digit_shift = _mm_set1_epi8((0x80u8 - b'0') as i8);
+            let digit_bound = _mm_set1_epi8((0x80u8 + 10) as i8);
+            let letter_shift = _mm_set1_epi8((0x80u8 - b'a') as i8);
+            let letter_bound = _mm_set1_epi8((0x80u8 + 26) as i8);
+            let case = _mm_set1_epi8(0x20);
+            let underscore = _mm_set1_epi8(b'_' as i8);
+            while i + 16 <= b.len() {
+                let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
+                let digits = _mm_cmplt_epi8(_mm_add_epi8(v, digit_shift), digit_bound);
+                let mask = match class {
+                    Class::Digit => _mm_movemask_epi8(digits) as u32,
+                    Class::NotWord => {
+                        let letters = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, case), letter_shift), letter_bound);
+                        let words = _mm_or_si128(_mm_or_si128(digits, letters), _mm_cmpeq_epi8(v, underscore));
+                        !(_mm_movemask_epi8(words) as u32) & 0xffff
+                    }
+                };
+                if mask != 0 {
+                    return Ok(i + mask.trailing_zeros() as usize);
+                }
+                i += 16;
+            }
+        }
+        Err(i)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1168,6 +1232,23 @@ mod tests {
     fn assert_clean(texts: &[&str]) {
         for t in texts {
             assert!(all().scan_str(t).is_empty(), "expected nothing in {t:?}, found {:?}", kinds(t));
+        }
+    }
+
+    #[test]
+    fn digit_and_word_end_searches_agree_with_plain_scans_for_every_byte_anywhere() {
+        let base = b"Order_42 of 2026-11-30: caf\xc3\xa9 and 7 more items, ok".to_vec();
+        for byte in 0..=255u8 {
+            for at in 0..base.len() {
+                let mut text = base.clone();
+                text[at] = byte;
+                for from in [0, 1, at.saturating_sub(3), at] {
+                    let digit = (from..text.len()).find(|&i| text[i].is_ascii_digit()).unwrap_or(text.len());
+                    assert_eq!(next_digit(&text, from), digit, "digit: byte {byte} at {at} from {from}");
+                    let end = (from..text.len()).find(|&i| !is_word(text[i])).unwrap_or(text.len());
+                    assert_eq!(word_end(&text, from), end, "word end: byte {byte} at {at} from {from}");
+                }
+            }
         }
     }
 
