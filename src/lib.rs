@@ -32,14 +32,6 @@
 //! - [`telemetry`] — logging.
 //! - [`simulate`] — demo agent traffic (`pipewarden simulate`).
 
-/// mimalloc serves every allocation of the binary, librdkafka's included
-/// (its `override` feature replaces `malloc` and `free`). librdkafka
-/// allocates each fetched record on its broker thread and the ingest loop
-/// frees it on another: glibc serves that pattern from its slow path
-/// (`_int_malloc`, `_int_free`, arena locks); see docs/performance.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod app;
 pub mod config;
 pub mod correlate;
