@@ -3,7 +3,8 @@
 //! timestamps give exact lag in seconds; a group on a topic pipewarden does
 //! not watch is interpolated; a rewind is reported; a KIP-848 group is
 //! included with its protocol and members; a stuck partition is named with
-//! the key of its record and whether pipewarden quarantined it. Each test
+//! the key of its record and whether pipewarden quarantined it; end offsets
+//! of more partitions than one ListOffsets call carries are all exact. Each test
 //! uses its own random topics and groups and reports only its own groups.
 
 mod common;
@@ -385,4 +386,41 @@ fn read_committed_groups_are_measured_to_the_last_stable_offset() {
     assert_eq!(ru["isolation"], "read_uncommitted");
     assert_eq!(partition(&ru, &topic, 0)["lag_messages"], 7, "{ru}");
     producer.abort_transaction(Duration::from_secs(30)).unwrap();
+}
+
+/// End offsets over more partitions than one ListOffsets call carries
+/// (`LIST_OFFSETS_CHUNK`): every partition answers, each with its own
+/// offset, whichever call it went in.
+#[test]
+fn end_offsets_of_more_partitions_than_one_call_carries_are_all_exact() {
+    use pipewarden::lag::client::{Isolation, Topic, LIST_OFFSETS_CHUNK};
+    let count = LIST_OFFSETS_CHUNK as i32 + 44;
+    let topic = unique("lag-chunks");
+    create_topics(&[(&topic, count)]);
+    // Records in the first and last partition of each call, in different numbers.
+    let filled = [(0, 1), (LIST_OFFSETS_CHUNK as i32 - 1, 2), (LIST_OFFSETS_CHUNK as i32, 3), (count - 1, 4)];
+    let producer = producer();
+    for (partition, records) in filled {
+        for n in 0..records {
+            producer.send(&topic, Some(partition), format!("{n}").as_bytes(), &[]);
+        }
+    }
+    producer.flush();
+    let client = LagClient::new(&[("bootstrap.servers".into(), bootstrap())], Duration::from_secs(10), 10).unwrap();
+    let name: Topic = Topic::from(topic.as_str());
+    let partitions: Vec<(Topic, i32)> = (0..count).map(|p| (name.clone(), p)).collect();
+    let deadline = Instant::now() + WAIT;
+    let ends = loop {
+        let ends = client.end_offsets(&partitions, Isolation::ReadUncommitted).expect("end offsets");
+        // Right after creation some leaders may not be known yet.
+        if ends.len() == count as usize || Instant::now() > deadline {
+            break ends;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(ends.len(), count as usize, "every partition answers");
+    for p in 0..count {
+        let expected = filled.iter().find(|(q, _)| *q == p).map_or(0, |(_, records)| *records);
+        assert_eq!(ends[&(name.clone(), p)], expected, "partition {p}");
+    }
 }
