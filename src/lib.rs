@@ -18,6 +18,7 @@
 //! - [`decode`] — wire-format detection, envelope extraction, `traceparent` parsing.
 //! - [`validate`] — verdicts: contract, schemas (registry or folder), PII.
 //! - [`tape`] — a JSON payload parsed once into a flat tape, read by the envelope, schema and PII checks.
+//! - [`bytes`] — byte searches 16 bytes at a time (SSE2), for the tape and the PII detectors.
 //! - [`observe`] — the observe stage (record, envelope and verdict in, metrics recorded).
 //! - [`cost`] — LLM token usage priced per topic and model; budgets and their alerts.
 //! - [`dlq`] — dead-letter topics: records by source topic and reason, newest record age.
@@ -33,6 +34,7 @@
 //! - [`simulate`] — demo agent traffic (`pipewarden simulate`).
 
 pub mod app;
+pub mod bytes;
 pub mod config;
 pub mod correlate;
 pub mod cost;

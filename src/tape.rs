@@ -420,13 +420,10 @@ impl Tape {
 fn special_byte(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const TOPS: u64 = 0x8080_8080_8080_8080;
-    #[cfg(target_arch = "x86_64")]
-    let mut j = match sse2::special_byte(b, from) {
+    let mut j = match crate::bytes::first(b, from, crate::bytes::Class::StringEnd) {
         Ok(found) => return Some(found),
         Err(tail) => tail,
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    let mut j = from;
     while let Some(chunk) = b.get(j..j + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         let quote = w ^ (ONES * u64::from(b'"'));
@@ -447,42 +444,6 @@ fn special_byte(b: &[u8], from: usize) -> Option<usize> {
         j += 1;
     }
     None
-}
-
-/// Sixteen bytes at a time with SSE2, which every x86-64 processor has.
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod sse2 {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
-
-    /// The first quote, backslash or control character at or after `from`
-    /// (`Ok`), or `Err` with where the last full 16 bytes ended (the caller
-    /// looks at the rest).
-    #[inline]
-    pub fn special_byte(b: &[u8], from: usize) -> Result<usize, usize> {
-        let mut j = from;
-        // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes inside `b`.
-        unsafe {
-            let quote = _mm_set1_epi8(b'"' as i8);
-            let backslash = _mm_set1_epi8(b'\\' as i8);
-            let control = _mm_set1_epi8(0x1f);
-            while j + 16 <= b.len() {
-                let v = _mm_loadu_si128(b.as_ptr().add(j).cast::<__m128i>());
-                // v <= 0x1f (unsigned) exactly when max(v, 0x1f) == 0x1f.
-                let hits = _mm_or_si128(
-                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-                    _mm_cmpeq_epi8(_mm_max_epu8(v, control), control),
-                );
-                let mask = _mm_movemask_epi8(hits) as u32;
-                if mask != 0 {
-                    return Ok(j + mask.trailing_zeros() as usize);
-                }
-                j += 16;
-            }
-        }
-        Err(j)
-    }
 }
 
 /// The index after the run of ASCII digits at `from`; `None` when there is

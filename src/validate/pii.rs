@@ -8,13 +8,15 @@
 //!
 //! # How
 //!
-//! No regex and no dependency. E-mail candidates are found by searching for
+//! No regex (`memchr` only finds whether a payload has an `@` at all).
+//! E-mail candidates are found by searching for
 //! `@` and expanding left and right. The other three kinds are found in one
 //! pass that jumps from digit to digit and looks only at the first digit of
 //! each word (every candidate has a digit at its word start, right after `+`
 //! or `(`, or, for an IBAN, two letters into the word); the rest of each word
-//! is skipped. Those searches run 8 bytes at a time (SWAR on `u64`), so
-//! prose, keys and hex IDs cost well under a nanosecond per byte. Each
+//! is skipped. Those searches run 16 bytes at a time (SSE2, see
+//! [`crate::bytes`]) and 8 at a time for the rest (SWAR on `u64`), so prose,
+//! keys and hex IDs cost well under a nanosecond per byte. Each
 //! candidate is checked with cheap structural rules first and its checksum
 //! last. Nothing on the clean path allocates.
 //!
@@ -103,6 +105,7 @@
 
 use std::fmt;
 
+use crate::bytes;
 use crate::tape::{Item, Tape};
 
 /// One kind of personal data. The `as_str` names are bounded metric label
@@ -436,8 +439,7 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
         }
         i += 1;
     }
-    #[cfg(target_arch = "x86_64")]
-    match sse2::first(b, i, sse2::Class::NotWord) {
+    match bytes::first(b, i, bytes::Class::NotWord) {
         Ok(found) => return found,
         Err(tail) => i = tail,
     }
@@ -476,8 +478,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 /// a time (SWAR: a byte is a digit iff `byte ^ 0x30 < 10`).
 #[inline]
 fn next_digit(b: &[u8], mut i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    match sse2::first(b, i, sse2::Class::Digit) {
+    match bytes::first(b, i, bytes::Class::Digit) {
         Ok(found) => return found,
         Err(tail) => i = tail,
     }
@@ -497,60 +498,6 @@ fn next_digit(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// The searches above, sixteen bytes at a time with SSE2 (every x86-64
-/// processor has it); the SWAR loops finish the last few bytes.
-#[cfg(target_arch = "x86_64")]
-mod sse2 {
-    use std::arch::x86_64::{
-        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-
-    #[derive(Clone, Copy)]
-    pub enum Class {
-        /// An ASCII digit.
-        Digit,
-        /// Not a word character (ASCII alphanumeric or `_`).
-        NotWord,
-    }
-
-    /// The first byte of `class` at or after `from` (`Ok`), or `Err` with
-    /// where the last full 16 bytes ended.
-    #[inline]
-    pub fn first(b: &[u8], from: usize, class: Class) -> Result<usize, usize> {
-        let mut i = from;
-        // SAFETY: SSE2 is part of x86-64; every load reads 16 bytes inside `b`.
-        unsafe {
-            // A byte is in `lo..=hi` exactly when `byte + (0x80 - lo)`, as a
-            // signed byte, is below `-0x80 + (hi - lo + 1)`; bytes from 0x80
-            // up never are.
-            let digit_shift = _mm_set1_epi8((0x80u8 - b'0') as i8);
-            let digit_bound = _mm_set1_epi8((0x80u8 + 10) as i8);
-            let letter_shift = _mm_set1_epi8((0x80u8 - b'a') as i8);
-            let letter_bound = _mm_set1_epi8((0x80u8 + 26) as i8);
-            let case = _mm_set1_epi8(0x20);
-            let underscore = _mm_set1_epi8(b'_' as i8);
-            while i + 16 <= b.len() {
-                let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
-                let digits = _mm_cmplt_epi8(_mm_add_epi8(v, digit_shift), digit_bound);
-                let mask = match class {
-                    Class::Digit => _mm_movemask_epi8(digits) as u32,
-                    Class::NotWord => {
-                        let letters = _mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(v, case), letter_shift), letter_bound);
-                        let words = _mm_or_si128(_mm_or_si128(digits, letters), _mm_cmpeq_epi8(v, underscore));
-                        !(_mm_movemask_epi8(words) as u32) & 0xffff
-                    }
-                };
-                if mask != 0 {
-                    return Ok(i + mask.trailing_zeros() as usize);
-                }
-                i += 16;
-            }
-        }
-        Err(i)
-    }
 }
 
 // ---------------------------------------------------------------------------
