@@ -262,10 +262,10 @@ struct Preparers {
 /// The same empty vector, for records of another lifetime: collecting an
 /// emptied `Vec`'s iterator into a vector of a type of the same size and
 /// alignment reuses its allocation (std's in-place collection). A batch's
-/// slots are a few hundred kilobytes; allocated afresh per batch, that size
-/// made glibc merge its small free chunks (`malloc_consolidate`) every time,
-/// and the next batch's small allocations (librdkafka's header lists) took
-/// its slow path.
+/// slots are a few hundred kilobytes, one large allocation per batch
+/// otherwise, which glibc serves by first merging its small free chunks
+/// (`malloc_consolidate`). The gain measured small (see item 17 of
+/// docs/performance.md).
 fn relabel<'a, 'b>(mut slots: Vec<OnceLock<Prepared<'a>>>) -> Vec<OnceLock<Prepared<'b>>> {
     slots.clear();
     slots.into_iter().map(|_| unreachable!("the vector is empty")).collect()
