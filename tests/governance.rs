@@ -366,6 +366,78 @@ fn transactional_quarantine_has_each_poison_record_exactly_once_after_kills() {
     );
 }
 
+/// A second replica joins the group while the first is busy with a
+/// backlog: the first gives up its partitions with records taken but not
+/// yet judged (it takes the next batch while judging one). Those records
+/// are the new owners' now: the first must neither judge them nor store
+/// their offsets, and no poison record may be lost on the way.
+#[test]
+fn a_replica_joining_mid_stream_takes_over_without_a_lost_or_misplaced_record() {
+    let base = registry_url();
+    let topic = unique("gov-join");
+    const PARTITIONS: i32 = 6;
+    create_topics(&[(&topic, PARTITIONS)]);
+    register_schema(&base, &format!("{topic}-value"), "JSON", JSON_SCHEMA);
+    let producer = producer();
+    let mut poison = BTreeSet::new();
+    const RECORDS: usize = 200_000;
+    for n in 0..RECORDS {
+        let partition = (n % PARTITIONS as usize) as i32;
+        let offset = (n / PARTITIONS as usize) as i64;
+        if n % 4 == 0 {
+            producer.send(&topic, Some(partition), &valid_json(n)[..30], &[]);
+            poison.insert((partition, offset));
+        } else {
+            producer.send(&topic, Some(partition), &valid_json(n), &[]);
+        }
+    }
+    producer.flush();
+
+    let group = unique("gov-join-group");
+    let governance = governance(&format!("url = \"{base}\""));
+    let options = || {
+        let mut options = DaemonOptions::new(&topic, &group);
+        options.governance = &governance;
+        options.commit_interval_ms = 200;
+        options
+    };
+    let records = format!("pipewarden_records_total{{topic=\"{topic}\"}}");
+    let mut first = Daemon::start(options());
+    first.wait_for("the first replica to be busy", WAIT, |d| d.metric(&records) >= 1_000.0);
+    let mut second = Daemon::start(options());
+    second.wait_for("the partitions to be shared", WAIT, |d| {
+        let (mine, theirs) =
+            (d.metric("pipewarden_assigned_partitions"), first.metric("pipewarden_assigned_partitions"));
+        mine >= 1.0 && theirs >= 1.0 && mine + theirs == PARTITIONS as f64
+    });
+    second.wait_for("every record judged", WAIT, |_| {
+        end_offsets(&topic, PARTITIONS) == committed_offsets(&group, &topic, PARTITIONS)
+    });
+    let (a, b) = (first.scrape().expect("scrape"), second.scrape().expect("scrape"));
+    let (by_first, by_second) = (sample(&a, &records), sample(&b, &records));
+    assert!(
+        by_second > 0.0,
+        "the second replica joined after the first had judged everything ({by_first} and {by_second} records): \
+         nothing was taken over mid-stream"
+    );
+    assert!(by_first + by_second >= RECORDS as f64, "{by_first} + {by_second} records judged");
+    for text in [&a, &b] {
+        assert_eq!(sample(text, "pipewarden_consumer_errors_total{kind=\"offset_store\"}"), 0.0, "{text}");
+    }
+    assert!(first.terminate().success());
+    assert!(second.terminate().success());
+
+    let copies = read_all(&format!("{topic}.quarantine"), PARTITIONS);
+    let origins = check_copies(&read_all(&topic, PARTITIONS), &copies);
+    let found: BTreeSet<(i32, i64)> = origins.keys().copied().collect();
+    assert_eq!(found, poison, "de-duplicated quarantine equals the poison set");
+    println!(
+        "join mid-stream: {by_first} + {by_second} records judged of {RECORDS}, {} poison records, {} copies",
+        poison.len(),
+        copies.len()
+    );
+}
+
 #[test]
 fn a_registry_outage_gives_no_verdict_until_the_registry_is_back() {
     let base = registry_url();

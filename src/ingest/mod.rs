@@ -19,7 +19,12 @@
 //! payload, see [`crate::tape`]), is shared with one persistent helper
 //! thread, `pipewarden-validate`, a chunk of records at a time; everything
 //! after the verdict runs on this thread, in record order
-//! (`Ingest::process_batch`).
+//! (`Ingest::process_batch`). While the helper prepares a batch, this
+//! thread takes the next one from the queue (librdkafka parses its headers
+//! then) and frees the last one, so the helper does not sit idle at batch
+//! boundaries. Records taken ahead belong to no outcome yet: a revocation
+//! or a retry of their partition drops them (they are read again, by the
+//! next owner or after the seek).
 //!
 //! Offsets are stored in order per partition ([`offsets::OffsetTracker`])
 //! and committed by librdkafka every `kafka.commit_interval_ms`, before
@@ -84,6 +89,11 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// small against the work it takes over, few enough that a batch is done
 /// in a few milliseconds. The record queue's batch call takes as many.
 const MAX_BATCH: usize = records::MAX_RECORDS;
+
+/// Events (rebalances, errors, commit results, logs) the loop serves at
+/// least each round while records stream: the batch taken in advance
+/// leaves this much of the round's room for them.
+const EVENTS_PER_ROUND: usize = 32;
 
 /// Smallest batch worth splitting across two threads; smaller ones (a
 /// consumer that has caught up) are processed on this thread alone.
@@ -310,6 +320,18 @@ struct Shared<'b, 'm> {
     helper_done: AtomicBool,
 }
 
+/// What the ingest thread does for the loop while the helper prepares a
+/// batch (see `Ingest::process_batch`): take the next batch (up to
+/// `limit` records) into `next`, and free the records in `done`.
+struct Overlap<'a, 'q> {
+    queue: &'q RecordQueue<'q>,
+    fetched: &'a mut Vec<Fetched<'q>>,
+    errors: &'a mut Vec<rdkafka::error::KafkaError>,
+    limit: usize,
+    next: &'a mut Vec<Polled<'q>>,
+    done: &'a mut Vec<Polled<'q>>,
+}
+
 /// Sets the flag it holds when dropped: at the end of the helper's job,
 /// however it ends.
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -442,10 +464,16 @@ impl Ingest {
         // Declared after `consumer`, so dropped before it, also on unwinding.
         let queue = RecordQueue::new(&*consumer, self.forwarding.clone());
         let (mut fetched, mut errors) = (Vec::with_capacity(MAX_BATCH), Vec::new());
+        // The batch being processed; the next one, taken while the helper
+        // prepares this one; and the last one, freed meanwhile too (see
+        // `process_batch`).
         let mut batch: Vec<Polled<'_>> = Vec::with_capacity(MAX_BATCH);
+        let mut next: Vec<Polled<'_>> = Vec::with_capacity(MAX_BATCH);
+        let mut done: Vec<Polled<'_>> = Vec::with_capacity(MAX_BATCH);
         while !stop.load(Ordering::Acquire) {
             if let Some(transactions) = self.transactions.clone() {
                 if transactions.take_rewind() {
+                    batch.clear();
                     self.rewind();
                 }
                 if transactions.failed() {
@@ -458,10 +486,10 @@ impl Ingest {
                 }
             }
             self.drain_acks();
-            self.forget_revoked();
+            self.forget_revoked(&mut batch);
             let now = Instant::now();
             if !self.tracker.is_idle() {
-                self.retry_due(now);
+                self.retry_due(now, &mut batch);
             }
             if self.health.kafka_down() {
                 // Brokers reported down: probe every second so readiness
@@ -484,8 +512,12 @@ impl Ingest {
                 }
                 next_stats = now + Duration::from_secs(1);
             }
-            if self.tracker.in_flight() >= self.quarantine.capacity() {
-                // Backpressure: wait for acknowledgements rather than fetch more.
+            let room = self.quarantine.capacity().saturating_sub(self.tracker.in_flight());
+            if room == 0 || batch.len() > room {
+                // Backpressure: wait for acknowledgements rather than fetch
+                // more. (A batch taken in the last round was sized to the
+                // room there was then, so it fits unless acknowledgements
+                // failed meanwhile.)
                 if let Ok(ack) = self.acks.recv_timeout(POLL_TIMEOUT) {
                     self.handle_ack(ack);
                 }
@@ -496,12 +528,13 @@ impl Ingest {
             // Events first: rebalances, errors and commit results come
             // through the consumer's own queue (and the records of a
             // partition that could not be forwarded to the record queue).
-            let limit = MAX_BATCH.min(self.quarantine.capacity() - self.tracker.in_flight());
-            // Every waiting event, but at most `limit` a round, errors
-            // included (so at most `limit` records). `poll` serves one
+            let limit = MAX_BATCH.min(room);
+            // Every waiting event, but at most `limit` a round less the
+            // records taken ahead, errors included (so at most `limit`
+            // records in the batch). `poll` serves one
             // event per call (librdkafka's logs too) and answers `None`
             // also when it served one.
-            for _ in 0..limit {
+            for _ in batch.len()..limit {
                 match consumer.poll(Duration::ZERO) {
                     None if queue.events_queued() == 0 => break,
                     None => {}
@@ -516,33 +549,38 @@ impl Ingest {
                 self.rewind();
                 continue;
             }
+            // Records of partitions revoked in those polls, taken in the
+            // last round, are their next owner's now.
+            self.forget_revoked(&mut batch);
             // Waiting for records holds up the events queued meanwhile by
             // up to `POLL_TIMEOUT`; not when events are already waiting.
             let wait = match batch.is_empty() && queue.events_queued() == 0 {
                 true => POLL_TIMEOUT,
                 false => Duration::ZERO,
             };
-            let polled = batch.len();
-            queue.consume(wait, limit - polled, &mut fetched, &mut errors);
-            for err in errors.drain(..) {
-                self.consume_error(&err);
-            }
-            // With `headers_read`, librdkafka parses the headers into a
-            // list (a few allocations) here, and frees it with the record,
-            // on this thread too: each allocation and its free on one
-            // thread, which the allocator's per-thread caches serve fast
-            // (measured: 5-13 % less CPU per record than parsing them on
-            // the helper).
-            batch.extend(fetched.drain(..).map(|message| Polled::new(message, self.headers_read)));
+            self.take(&queue, wait, limit.saturating_sub(batch.len()), &mut fetched, &mut errors, &mut batch);
             if !batch.is_empty() && self.health.access.any() {
                 // Records flow: the login and the topic reads work again.
                 self.health.access.allow(&[Denied::authentication, Denied::topic_read]);
             }
-            self.process_batch(&batch);
+            let overlap = Overlap {
+                queue: &queue,
+                fetched: &mut fetched,
+                errors: &mut errors,
+                // Each record of this batch may add a quarantine copy; and
+                // the next round polls up to as many events as there is
+                // room for records (an event may be a record), so some is left.
+                limit: MAX_BATCH.min(room.saturating_sub(batch.len())).saturating_sub(EVENTS_PER_ROUND),
+                next: &mut next,
+                done: &mut done,
+            };
+            self.process_batch(&batch, overlap);
             self.processing.flush();
             self.observer.flush();
             self.correlation.flush();
-            batch.clear();
+            // The records of this batch are freed during the next one's.
+            std::mem::swap(&mut done, &mut batch);
+            std::mem::swap(&mut batch, &mut next);
         }
         info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
         if self.transactions.is_some() {
@@ -559,6 +597,8 @@ impl Ingest {
         // belongs to). Dropping the consumer closes it: it leaves the group
         // so its partitions move to other replicas at once.
         drop(batch);
+        drop(next);
+        drop(done);
         drop(fetched);
         drop(queue);
         drop(self);
@@ -574,8 +614,17 @@ impl Ingest {
     /// as soon as each record is prepared. While the next record is not
     /// ready yet this thread prepares a chunk itself, so both threads stay
     /// busy until the batch is done.
-    fn process_batch(&mut self, batch: &[Polled<'_>]) {
+    ///
+    /// Before it finishes the first record, this thread takes the next
+    /// batch from the record queue and frees the last one (`overlap`):
+    /// work only this thread can do (librdkafka parses each record's
+    /// headers as it is taken, and frees each record on the thread that
+    /// took it), done while the helper prepares this batch instead of
+    /// while it waits for one.
+    fn process_batch<'q>(&mut self, batch: &[Polled<'q>], overlap: Overlap<'_, 'q>) {
         if batch.len() < PARALLEL_BATCH_MIN {
+            // A consumer that has caught up: nothing to overlap with.
+            overlap.done.clear();
             for polled in batch {
                 self.process(polled);
             }
@@ -592,7 +641,10 @@ impl Ingest {
             let _done = SetOnDrop(&shared.helper_done);
             while shared.prepare_chunk(extractor, helper) {}
         };
-        let mut finish_all = || {
+        let finish_all = || {
+            let Overlap { queue, fetched, errors, limit, next, done } = overlap;
+            done.clear();
+            self.take(queue, Duration::ZERO, limit, fetched, errors, next);
             let mut waits = 0u32;
             'records: for (i, polled) in batch.iter().enumerate() {
                 let prepared = loop {
@@ -632,6 +684,29 @@ impl Ingest {
         }
         *kept = relabel(owned.slots);
         self.preparers = Some(preparers);
+    }
+
+    /// Takes up to `limit` records from the record queue into `into`,
+    /// waiting at most `wait` for the first.
+    fn take<'q>(
+        &self,
+        queue: &'q RecordQueue<'_>,
+        wait: Duration,
+        limit: usize,
+        fetched: &mut Vec<Fetched<'q>>,
+        errors: &mut Vec<rdkafka::error::KafkaError>,
+        into: &mut Vec<Polled<'q>>,
+    ) {
+        queue.consume(wait, limit, fetched, errors);
+        for err in errors.drain(..) {
+            self.consume_error(&err);
+        }
+        // With `headers_read`, librdkafka parses the headers into a list
+        // (a few allocations) here, and frees it with the record, on this
+        // thread too: each allocation and its free on one thread, which
+        // the allocator's per-thread caches serve fast (measured: 5-13 %
+        // less CPU per record than parsing them on the helper).
+        into.extend(fetched.drain(..).map(|message| Polled::new(message, self.headers_read)));
     }
 
     /// A consume error: counted, and reported as an access problem if it is one.
@@ -900,11 +975,17 @@ impl Ingest {
     }
 
     /// Seeks paused partitions back to their block point and resumes them.
-    fn retry_due(&mut self, now: Instant) {
+    /// Their records in `taken` (taken before the block was retried, so
+    /// from before the seek) are dropped: they will be read again.
+    fn retry_due(&mut self, now: Instant, taken: &mut Vec<Polled<'_>>) {
         let due = self.tracker.due(now);
         if due.is_empty() {
             return;
         }
+        taken.retain(|p| {
+            let message = &p.message;
+            !due.iter().any(|((topic, partition), _)| **topic == *message.topic() && *partition == message.partition())
+        });
         for ((topic, partition), offset) in due {
             if let Err(err) = self.consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(1)) {
                 // The partition may have been revoked meanwhile; its next owner starts from the committed offset.
@@ -919,10 +1000,20 @@ impl Ingest {
         self.update_paused();
     }
 
-    fn forget_revoked(&mut self) {
+    /// Forgets the partitions revoked since the last call, and drops their
+    /// records in `taken`: their next owner reads them from the committed offset.
+    fn forget_revoked(&mut self, taken: &mut Vec<Polled<'_>>) {
         let revoked = std::mem::take(&mut *self.revoked.lock().expect("revoked list lock poisoned"));
         if revoked.is_empty() {
             return;
+        }
+        let before = taken.len();
+        taken.retain(|p| {
+            let message = &p.message;
+            !revoked.iter().any(|(topic, partition)| topic == message.topic() && *partition == message.partition())
+        });
+        if taken.len() < before {
+            info!(records = before - taken.len(), "records taken before the revocation left to the next owner");
         }
         for (topic, partition) in revoked {
             let tp = self.topic_partition(&topic, partition);
