@@ -481,7 +481,10 @@ impl Ingest {
                     return;
                 }
                 if Instant::now() >= next_commit {
-                    self.commit_transaction("interval");
+                    if self.commit_transaction("interval") {
+                        // Aborted and rewound: what was taken ahead is read again.
+                        batch.clear();
+                    }
                     next_commit = Instant::now() + self.commit_interval;
                 }
             }
@@ -888,13 +891,16 @@ impl Ingest {
 
     /// Exactly-once mode: waits for every copy's acknowledgement (so each
     /// copy's source offset is recorded), then commits the transaction.
-    fn commit_transaction(&mut self, when: &'static str) {
-        let Some(transactions) = self.transactions.clone() else { return };
+    /// True when it was aborted instead and the partitions were rewound.
+    fn commit_transaction(&mut self, when: &'static str) -> bool {
+        let Some(transactions) = self.transactions.clone() else { return false };
         self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
         self.drain_acks();
-        if transactions.commit(&self.consumer, when) == Committed::Aborted {
+        let aborted = transactions.commit(&self.consumer, when) == Committed::Aborted;
+        if aborted {
             self.rewind();
         }
+        aborted
     }
 
     /// After an aborted transaction: drops the aborted copies'
