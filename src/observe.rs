@@ -52,8 +52,8 @@ struct TopicHandles {
     age: BatchHandle,
     formats: [Option<Counter>; PayloadFormat::ALL.len()],
     problems: [Option<Counter>; EnvelopeProblem::ALL.len()],
-    event_types: HashMap<Box<str>, Counter>,
-    producers: HashMap<Box<str>, Counter>,
+    event_types: Bounded<Counter>,
+    producers: Bounded<Counter>,
     verdicts: [Option<Counter>; 3],
     invalid: [Option<Counter>; Reason::ALL.len()],
     unverified: [Option<Counter>; UnverifiedReason::ALL.len()],
@@ -64,7 +64,7 @@ pub struct Observer {
     metrics: Arc<Metrics>,
     max_label_values: usize,
     max_label_length: usize,
-    topics: HashMap<Box<str>, TopicHandles>,
+    topics: Bounded<TopicHandles>,
 }
 
 impl Observer {
@@ -73,7 +73,7 @@ impl Observer {
             metrics,
             max_label_values: config.metrics.max_label_values,
             max_label_length: config.envelope.max_label_length,
-            topics: HashMap::default(),
+            topics: Bounded::default(),
         }
     }
 
@@ -96,7 +96,9 @@ impl Observer {
         now_us: i64,
     ) {
         let metrics = &self.metrics;
-        let handles = topic_handles(&mut self.topics, metrics, self.max_label_values, record.topic);
+        let handles = self.topics.get_or_create(record.topic, self.max_label_values, |key| {
+            TopicHandles::new(metrics, admitted(key, |v| metrics.topic_label(v)))
+        });
 
         handles.records.inc();
         handles.bytes.inc_by(record.payload.map_or(0, |p| p.len() as u64));
@@ -113,17 +115,23 @@ impl Observer {
             let event_type =
                 envelope.event_type.as_deref().map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
             let limit = self.max_label_values;
-            cached_counter(&mut handles.event_types, event_type, limit, |key| {
-                let event_type = admitted(key, |v| metrics.event_type_label(v));
-                metrics.events.get_or_create_owned(&EventTypeLabels { topic: handles.label.clone(), event_type })
-            })
-            .inc();
+            handles
+                .event_types
+                .get_or_create(event_type, limit, |key| {
+                    let event_type = admitted(key, |v| metrics.event_type_label(v));
+                    metrics.events.get_or_create_owned(&EventTypeLabels { topic: handles.label.clone(), event_type })
+                })
+                .inc();
             let producer = envelope.producer.as_deref().map_or(UNKNOWN, |v| truncate_label(v, self.max_label_length));
-            cached_counter(&mut handles.producers, producer, limit, |key| {
-                let producer = admitted(key, |v| metrics.producer_label(v));
-                metrics.producer_events.get_or_create_owned(&ProducerLabels { topic: handles.label.clone(), producer })
-            })
-            .inc();
+            handles
+                .producers
+                .get_or_create(producer, limit, |key| {
+                    let producer = admitted(key, |v| metrics.producer_label(v));
+                    metrics
+                        .producer_events
+                        .get_or_create_owned(&ProducerLabels { topic: handles.label.clone(), producer })
+                })
+                .inc();
         }
 
         // Event time: created_at, else the Kafka timestamp. Ages below zero
@@ -175,58 +183,67 @@ impl Observer {
     }
 }
 
-fn topic_handles<'m>(
-    topics: &'m mut HashMap<Box<str>, TopicHandles>,
-    metrics: &Metrics,
-    limit: usize,
-    topic: &str,
-) -> &'m mut TopicHandles {
-    // The hit path (every record but a topic's first) is two lookups and
-    // no allocation (the entry API would need an owned key up front).
-    if topics.contains_key(topic) {
-        return topics.get_mut(topic).expect("present");
-    }
-    let key = if topics.len() < limit { topic } else { OVERFLOW };
-    if !topics.contains_key(key) {
-        let label = admitted(key, |v| metrics.topic_label(v));
+impl TopicHandles {
+    fn new(metrics: &Metrics, label: String) -> Self {
         let labels = TopicLabels { topic: label.clone() };
-        let handles = TopicHandles {
+        TopicHandles {
             records: metrics.records.get_or_create_owned(&labels),
             bytes: metrics.record_bytes.get_or_create_owned(&labels),
             age: BatchHandle::new(metrics.event_age.get_or_create_owned(&labels)),
             label,
             formats: Default::default(),
             problems: Default::default(),
-            event_types: HashMap::default(),
-            producers: HashMap::default(),
+            event_types: Bounded::default(),
+            producers: Bounded::default(),
             verdicts: Default::default(),
             invalid: Default::default(),
             unverified: Default::default(),
             pii: Default::default(),
-        };
-        topics.insert(key.into(), handles);
+        }
     }
-    topics.get_mut(key).expect("inserted above")
 }
 
-/// A counter from a bounded per-topic cache; once the cache is full, values
-/// not in it share one counter kept under the `OVERFLOW` key. `create` gets
-/// the key (the value itself, or `OVERFLOW`).
-fn cached_counter<'m>(
-    cache: &'m mut HashMap<Box<str>, Counter>,
-    value: &str,
-    limit: usize,
-    create: impl FnOnce(&str) -> Counter,
-) -> &'m Counter {
-    if cache.contains_key(value) {
-        return cache.get(value).expect("present");
+/// A bounded cache of handles by label value: up to `limit` values, then
+/// every further value shares the one kept under the `OVERFLOW` key. The
+/// handles sit in a vector the map points into, so a hit is one lookup (a
+/// map holding the handles needs two: returning a borrow from one branch
+/// keeps the map borrowed in the other).
+struct Bounded<V> {
+    slots: HashMap<Box<str>, u32>,
+    values: Vec<V>,
+}
+
+impl<V> Default for Bounded<V> {
+    fn default() -> Self {
+        Self { slots: HashMap::default(), values: Vec::new() }
     }
-    let key = if cache.len() < limit { value } else { OVERFLOW };
-    if !cache.contains_key(key) {
-        let counter = create(key);
-        cache.insert(key.into(), counter);
+}
+
+impl<V> Bounded<V> {
+    /// The handle of `value`; `create` gets the key (the value itself, or
+    /// `OVERFLOW` once `limit` keys are taken) when there is none yet.
+    fn get_or_create(&mut self, value: &str, limit: usize, create: impl FnOnce(&str) -> V) -> &mut V {
+        let slot = match self.slots.get(value) {
+            Some(&slot) => slot,
+            None => {
+                let key = if self.slots.len() < limit { value } else { OVERFLOW };
+                match self.slots.get(key) {
+                    Some(&slot) => slot,
+                    None => {
+                        self.values.push(create(key));
+                        let slot = (self.values.len() - 1) as u32;
+                        self.slots.insert(key.into(), slot);
+                        slot
+                    }
+                }
+            }
+        };
+        &mut self.values[slot as usize]
     }
-    cache.get(key).expect("inserted above")
+
+    fn values_mut(&mut self) -> std::slice::IterMut<'_, V> {
+        self.values.iter_mut()
+    }
 }
 
 /// The label value for a data-derived value: fixed markers pass as they
@@ -242,6 +259,32 @@ fn admitted(key: &str, admit: impl FnOnce(&str) -> String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_cache_creates_each_key_once_and_overflows_past_its_limit() {
+        let mut cache = Bounded::default();
+        let mut created = Vec::new();
+        let mut get = |cache: &mut Bounded<String>, value: &str| {
+            cache
+                .get_or_create(value, 3, |key| {
+                    created.push(key.to_string());
+                    key.to_string()
+                })
+                .clone()
+        };
+        assert_eq!(get(&mut cache, "a"), "a");
+        assert_eq!(get(&mut cache, "b"), "b");
+        assert_eq!(get(&mut cache, "a"), "a");
+        // Three keys fill it; every later one shares the overflow entry.
+        assert_eq!(get(&mut cache, "c"), "c");
+        assert_eq!(get(&mut cache, "d"), OVERFLOW);
+        assert_eq!(get(&mut cache, "e"), OVERFLOW);
+        assert_eq!(get(&mut cache, "b"), "b");
+        *cache.get_or_create("a", 3, |_| unreachable!("cached")) += "!";
+        assert_eq!(get(&mut cache, "a"), "a!");
+        assert_eq!(created, ["a", "b", "c", OVERFLOW]);
+        assert_eq!(cache.values_mut().count(), 4);
+    }
     use crate::decode::EnvelopeExtractor;
 
     const NO_HEADERS: &[(&str, &[u8])] = &[];
