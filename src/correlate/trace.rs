@@ -54,7 +54,8 @@ pub fn trace_key(id: &str) -> (TraceKey, bool) {
 /// 32 lowercase hex digits as a number, eight digits at a time
 /// ([`hex8`]). (`u128::from_str_radix` checks every step for overflow in
 /// 128-bit arithmetic, which measured about 800 instructions per record;
-/// a loop over the digits, about 200.)
+/// the loop over single digits that replaced it cost about 300 more per
+/// record than this, under callgrind.)
 fn parse_w3c_trace_id(id: &str) -> Option<u128> {
     let bytes: &[u8; 32] = id.as_bytes().try_into().ok()?;
     let mut value = 0u128;

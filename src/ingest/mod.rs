@@ -23,8 +23,8 @@
 //! thread takes the next one from the queue (librdkafka parses its headers
 //! then) and frees the last one, so the helper does not sit idle at batch
 //! boundaries. Records taken ahead belong to no outcome yet: a revocation
-//! or a retry of their partition drops them (they are read again, by the
-//! next owner or after the seek).
+//! or a retry of their partition, or a rewind in exactly-once mode, drops
+//! them (they are read again, by the next owner or after the seek).
 //!
 //! Offsets are stored in order per partition ([`offsets::OffsetTracker`])
 //! and committed by librdkafka every `kafka.commit_interval_ms`, before
@@ -332,6 +332,15 @@ struct Overlap<'a, 'q> {
     done: &'a mut Vec<Polled<'q>>,
 }
 
+/// Drops the records in `taken` (a batch taken ahead, see [`Overlap`]) of
+/// the partitions `matches`: they are read again, by the partition's next
+/// owner or after a seek. Returns how many were dropped.
+fn drop_taken(taken: &mut Vec<Polled<'_>>, matches: impl Fn(&str, i32) -> bool) -> usize {
+    let before = taken.len();
+    taken.retain(|p| !matches(p.message.topic(), p.message.partition()));
+    before - taken.len()
+}
+
 /// Sets the flag it holds when dropped: at the end of the helper's job,
 /// however it ends.
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -473,18 +482,14 @@ impl Ingest {
         while !stop.load(Ordering::Acquire) {
             if let Some(transactions) = self.transactions.clone() {
                 if transactions.take_rewind() {
-                    batch.clear();
-                    self.rewind();
+                    self.rewind(&mut batch);
                 }
                 if transactions.failed() {
                     error!("ingest stopping: the quarantine transaction producer failed");
                     return;
                 }
                 if Instant::now() >= next_commit {
-                    if self.commit_transaction("interval") {
-                        // Aborted and rewound: what was taken ahead is read again.
-                        batch.clear();
-                    }
+                    self.commit_transaction("interval", &mut batch);
                     next_commit = Instant::now() + self.commit_interval;
                 }
             }
@@ -516,11 +521,11 @@ impl Ingest {
                 next_stats = now + Duration::from_secs(1);
             }
             let room = self.quarantine.capacity().saturating_sub(self.tracker.in_flight());
-            if room == 0 || batch.len() > room {
-                // Backpressure: wait for acknowledgements rather than fetch
-                // more. (A batch taken in the last round was sized to the
-                // room there was then, so it fits unless acknowledgements
-                // failed meanwhile.)
+            // A batch taken ahead fits: it was sized to the room left after
+            // the batch before it, and nothing else adds to `in_flight`.
+            debug_assert!(batch.len() <= room, "{} records taken ahead, room for {room}", batch.len());
+            if room == 0 {
+                // Backpressure: wait for acknowledgements rather than fetch more.
                 if let Ok(ack) = self.acks.recv_timeout(POLL_TIMEOUT) {
                     self.handle_ack(ack);
                 }
@@ -548,8 +553,7 @@ impl Ingest {
             // A rebalance callback in those polls aborted the transaction:
             // what was read is read again after the rewind.
             if self.transactions.as_ref().is_some_and(|t| t.take_rewind()) {
-                batch.clear();
-                self.rewind();
+                self.rewind(&mut batch);
                 continue;
             }
             // Records of partitions revoked in those polls, taken in the
@@ -587,7 +591,7 @@ impl Ingest {
         }
         info!(in_flight = self.tracker.in_flight(), "ingest stopping: waiting for quarantine acknowledgements");
         if self.transactions.is_some() {
-            self.commit_transaction("shutdown");
+            self.commit_transaction("shutdown", &mut batch);
         } else {
             self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
             self.drain_acks();
@@ -890,24 +894,24 @@ impl Ingest {
     }
 
     /// Exactly-once mode: waits for every copy's acknowledgement (so each
-    /// copy's source offset is recorded), then commits the transaction.
-    /// True when it was aborted instead and the partitions were rewound.
-    fn commit_transaction(&mut self, when: &'static str) -> bool {
-        let Some(transactions) = self.transactions.clone() else { return false };
+    /// copy's source offset is recorded), then commits the transaction; if
+    /// it was aborted instead, rewinds (`taken`: see [`Ingest::rewind`]).
+    fn commit_transaction(&mut self, when: &'static str, taken: &mut Vec<Polled<'_>>) {
+        let Some(transactions) = self.transactions.clone() else { return };
         self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
         self.drain_acks();
-        let aborted = transactions.commit(&self.consumer, when) == Committed::Aborted;
-        if aborted {
-            self.rewind();
+        if transactions.commit(&self.consumer, when) == Committed::Aborted {
+            self.rewind(taken);
         }
-        aborted
     }
 
     /// After an aborted transaction: drops the aborted copies'
-    /// acknowledgements and every pending partition state, and seeks each
-    /// assigned partition back to its committed offset, so the aborted
-    /// work is done again (nothing lost, nothing quarantined twice).
-    fn rewind(&mut self) {
+    /// acknowledgements, the records in `taken` (taken ahead, before the
+    /// seek) and every pending partition state, and seeks each assigned
+    /// partition back to its committed offset, so the aborted work is done
+    /// again (nothing lost, nothing quarantined twice).
+    fn rewind(&mut self, taken: &mut Vec<Polled<'_>>) {
+        taken.clear();
         self.transactions.as_ref().map(|t| t.take_rewind());
         self.quarantine.flush(QUARANTINE_FLUSH_TIMEOUT);
         while self.acks.try_recv().is_ok() {}
@@ -988,10 +992,7 @@ impl Ingest {
         if due.is_empty() {
             return;
         }
-        taken.retain(|p| {
-            let message = &p.message;
-            !due.iter().any(|((topic, partition), _)| **topic == *message.topic() && *partition == message.partition())
-        });
+        drop_taken(taken, |topic, partition| due.iter().any(|((t, p), _)| **t == *topic && *p == partition));
         for ((topic, partition), offset) in due {
             if let Err(err) = self.consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(1)) {
                 // The partition may have been revoked meanwhile; its next owner starts from the committed offset.
@@ -1013,13 +1014,9 @@ impl Ingest {
         if revoked.is_empty() {
             return;
         }
-        let before = taken.len();
-        taken.retain(|p| {
-            let message = &p.message;
-            !revoked.iter().any(|(topic, partition)| topic == message.topic() && *partition == message.partition())
-        });
-        if taken.len() < before {
-            info!(records = before - taken.len(), "records taken before the revocation left to the next owner");
+        let dropped = drop_taken(taken, |topic, partition| revoked.iter().any(|(t, p)| t == topic && *p == partition));
+        if dropped > 0 {
+            info!(records = dropped, "records taken before the revocation left to the next owner");
         }
         for (topic, partition) in revoked {
             let tp = self.topic_partition(&topic, partition);
